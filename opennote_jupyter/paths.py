@@ -1,0 +1,38 @@
+"""Where opennote_jupyter keeps its files: journal, pacing counters, local backend."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HOME_ENV = "OPENNOTE_JUPYTER_HOME"
+
+
+def data_home() -> Path:
+    """Return the user's data directory for opennote_jupyter, creating it.
+
+    ``$OPENNOTE_JUPYTER_HOME`` wins; otherwise the platform's user data directory
+    (``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux, ``~/Library/Application
+    Support`` on macOS, ``%LOCALAPPDATA%`` on Windows).
+    """
+    override = os.environ.get(HOME_ENV)
+    if override:
+        home = Path(override).expanduser()
+    elif sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local"
+        home = Path(base) / "opennote-jupyter"
+    elif sys.platform == "darwin":
+        home = Path.home() / "Library" / "Application Support" / "opennote-jupyter"
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+        home = Path(base) / "opennote-jupyter"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def local_backend_dir() -> Path:
+    """Return the data directory of the embedded local backend."""
+    path = data_home() / "local-backend"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,245 @@
+"""Run the quickstart notebook headlessly and leave an HTML page and the video on disk.
+
+``python -m opennote_jupyter.quickstart`` executes ``notebooks/quickstart.ipynb`` in a
+fresh kernel of the running interpreter, with the embedded local backend (the
+``OPENNOTE_API_KEY`` and ``OPENNOTE_BASE_URL`` variables are removed from the kernel's
+environment unless ``--hosted`` is given). The notebook writes its mp4 into the output
+directory; this module then saves the executed notebook and its HTML export beside it
+and prints where they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# Variables that would send the notebook to the hosted API instead of the embedded
+# backend; creating a hosted video costs credits.
+HOSTED_ENV_VARS = ("OPENNOTE_API_KEY", "OPENNOTE_BASE_URL")
+
+DEFAULT_OUTPUT_DIR = "quickstart-output"
+NOTEBOOK_NAME = "quickstart.ipynb"
+DEFAULT_CELL_TIMEOUT = 600.0
+
+
+def find_quickstart_notebook() -> Path:
+    """Return the path of ``notebooks/quickstart.ipynb``.
+
+    The repository checkout that holds this package comes first (an editable
+    install), then ``./notebooks`` under the working directory.
+
+    Raises
+    ------
+    FileNotFoundError
+        If neither place has the notebook.
+    """
+    candidates = [
+        Path(__file__).resolve().parent.parent / "notebooks" / NOTEBOOK_NAME,
+        Path.cwd() / "notebooks" / NOTEBOOK_NAME,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"{NOTEBOOK_NAME} not found (looked in {tried}): run this from a clone of "
+        "the opennote-jupyter repository or pass --notebook PATH"
+    )
+
+
+def execute_notebook(
+    path: Path,
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_CELL_TIMEOUT,
+) -> Any:
+    """Execute a notebook in a new kernel that runs this Python interpreter.
+
+    The kernel spec is written to a temporary directory, so a ``python3`` kernel
+    installed elsewhere for another interpreter is never picked.
+
+    Parameters
+    ----------
+    path
+        The notebook to run; the file itself is not changed.
+    cwd
+        The kernel's working directory; relative paths in the notebook resolve here.
+    env
+        The kernel's environment; ``None`` means a copy of this process's.
+    timeout
+        Seconds one cell may run before execution stops with an error.
+
+    Returns
+    -------
+    nbformat.NotebookNode
+        The executed notebook with its outputs.
+
+    Raises
+    ------
+    nbclient.exceptions.CellExecutionError
+        If a cell raises; the message names the cell and the error.
+    """
+    import nbformat
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory(prefix="opennote-kernelspec-") as spec_root:
+        kernel_name = "opennote-python"
+        write_kernel_spec(Path(spec_root) / kernel_name)
+        spec_manager = KernelSpecManager(kernel_dirs=[spec_root])
+        kernel_manager = KernelManager(
+            kernel_name=kernel_name, kernel_spec_manager=spec_manager
+        )
+        client = NotebookClient(
+            notebook,
+            km=kernel_manager,
+            timeout=int(timeout),
+            kernel_name=kernel_name,
+        )
+        client.execute(cwd=str(cwd), env=dict(os.environ if env is None else env))
+    return notebook
+
+
+def export_html(notebook: Any, destination: Path) -> Path:
+    """Write a notebook as a standalone HTML page and return its path."""
+    from nbconvert import HTMLExporter
+
+    body, _resources = HTMLExporter().from_notebook_node(notebook)
+    destination.write_text(body, encoding="utf-8")
+    return destination
+
+
+def kernel_environment(*, hosted: bool) -> dict[str, str]:
+    """Return the kernel's environment: this process's, less the hosted API's keys."""
+    env = dict(os.environ)
+    if not hosted:
+        for name in HOSTED_ENV_VARS:
+            env.pop(name, None)
+    return env
+
+
+def run_quickstart(
+    output_dir: Path,
+    *,
+    notebook_path: Path | None = None,
+    hosted: bool = False,
+    timeout: float = DEFAULT_CELL_TIMEOUT,
+) -> dict[str, Path]:
+    """Execute the quickstart notebook and save its outputs in ``output_dir``.
+
+    Returns
+    -------
+    dict
+        ``notebook`` and ``html``: the paths of the executed notebook and of its
+        HTML export. The mp4 files are listed by :func:`list_videos`.
+    """
+    import nbformat
+
+    source = notebook_path or find_quickstart_notebook()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    notebook = execute_notebook(
+        source,
+        cwd=output_dir,
+        env=kernel_environment(hosted=hosted),
+        timeout=timeout,
+    )
+    executed_path = output_dir / NOTEBOOK_NAME
+    nbformat.write(notebook, executed_path)
+    html_path = export_html(notebook, output_dir / "quickstart.html")
+    return {"notebook": executed_path, "html": html_path}
+
+
+def list_videos(output_dir: Path) -> list[Path]:
+    """Return the mp4 files in ``output_dir``, newest first."""
+    videos = [p for p in output_dir.glob("*.mp4") if p.is_file()]
+    return sorted(videos, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command-line parser of ``python -m opennote_jupyter.quickstart``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m opennote_jupyter.quickstart",
+        description=(
+            "Execute notebooks/quickstart.ipynb headlessly on the embedded local "
+            "backend, then write the executed notebook, an HTML page and the mp4 "
+            "into one directory."
+        ),
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(DEFAULT_OUTPUT_DIR),
+        help=f"directory for the page and the video (default: ./{DEFAULT_OUTPUT_DIR})",
+    )
+    parser.add_argument(
+        "--notebook",
+        type=Path,
+        default=None,
+        help="notebook to run (default: notebooks/quickstart.ipynb of this checkout)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_CELL_TIMEOUT,
+        help=f"seconds one cell may run (default: {DEFAULT_CELL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--hosted",
+        action="store_true",
+        help=(
+            "keep OPENNOTE_API_KEY and OPENNOTE_BASE_URL, so the notebook calls the "
+            "hosted API and spends credits"
+        ),
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the quickstart and print where its page and video are; return 0 or 1."""
+    from nbclient.exceptions import (
+        CellExecutionError,
+        CellTimeoutError,
+        DeadKernelError,
+    )
+
+    args = build_parser().parse_args(argv)
+    output_dir = args.output.resolve()
+    try:
+        paths = run_quickstart(
+            output_dir,
+            notebook_path=args.notebook,
+            hosted=args.hosted,
+            timeout=args.timeout,
+        )
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+        print(f"error: the quickstart notebook failed: {exc}", file=sys.stderr)
+        return 1
+
+    videos = list_videos(output_dir)
+    print(f"HTML page:         {paths['html']}")
+    print(f"Executed notebook: {paths['notebook']}")
+    if not videos:
+        print(
+            f"error: the notebook ran but wrote no mp4 into {output_dir}",
+            file=sys.stderr,
+        )
+        return 1
+    for video in videos:
+        print(f"Video:             {video}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The ``opennote-video`` command: run the local backend, manage keys, make videos."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of seconds, got {text}"
+        )
+    return value
+
+
+def _data_dir(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of ``opennote-video``."""
+    parser = argparse.ArgumentParser(
+        prog="opennote-video",
+        description="Make Opennote educational videos, or run the local backend.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the local Opennote-compatible API server in the foreground"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--data-dir",
+        type=_data_dir,
+        default=None,
+        help="directory for the database and videos (default: the user data directory)",
+    )
+    serve.add_argument(
+        "--minute-seconds",
+        type=_positive_float,
+        default=60.0,
+        help="length in seconds of the per-minute rate window (default 60)",
+    )
+    serve.add_argument(
+        "--day-seconds",
+        type=_positive_float,
+        default=86400.0,
+        help="length in seconds of the per-day rate window and of the "
+        "Idempotency-Key memory (default 86400)",
+    )
+    serve.add_argument(
+        "--log-level", default="INFO", help="logging level (default INFO)"
+    )
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser("keys", help="manage API keys of the local backend")
+    key_commands = keys.add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    create_key = key_commands.add_parser(
+        "create", help="create an API key for an organization and print it once"
+    )
+    create_key.add_argument(
+        "--data-dir",
+        type=_data_dir,
+        default=None,
+        help="the server's data directory (default: the user data directory)",
+    )
+    create_key.add_argument("--org", required=True, help="organization name")
+    create_key.add_argument(
+        "--tier",
+        default="developer",
+        help="rate-limit tier of a new organization: developer (3/min, 50/day), "
+        "scale (10/min, 150/day) or enterprise (needs --per-minute and --per-day)",
+    )
+    create_key.add_argument(
+        "--credits",
+        type=float,
+        default=100.0,
+        help="credits of a new organization (default 100; a video costs one credit "
+        "per paragraph or script section)",
+    )
+    create_key.add_argument(
+        "--per-minute", type=int, default=None, help="enterprise creates per minute"
+    )
+    create_key.add_argument(
+        "--per-day", type=int, default=None, help="enterprise creates per day"
+    )
+    create_key.set_defaults(handler=_keys_create)
+
+    try:
+        from opennote_jupyter import cli_create
+    except ImportError:
+        # NOTE: the 'create' subcommand lives in cli_create, which is written
+        # separately; until it exists the command offers only serve and keys.
+        cli_create = None
+    if cli_create is not None:
+        cli_create.add_parser(commands)
+    return parser
+
+
+def _resolve_data_dir(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    from opennote_jupyter.paths import local_backend_dir
+
+    return local_backend_dir()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from opennote_jupyter.local.server import Backend
+
+    backend = Backend(
+        _resolve_data_dir(args.data_dir),
+        minute_seconds=args.minute_seconds,
+        day_seconds=args.day_seconds,
+    )
+    backend.serve_forever(args.host, args.port)
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from opennote_jupyter.local.auth import create_key
+    from opennote_jupyter.local.store import Store
+
+    store = Store(_resolve_data_dir(args.data_dir))
+    try:
+        key = create_key(
+            store,
+            args.org,
+            tier=args.tier,
+            credits=args.credits,
+            per_minute=args.per_minute,
+            per_day=args.per_day,
+        )
+    except ValueError as exc:
+        print(f"opennote-video keys create: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(key)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``opennote-video`` with ``argv`` (default ``sys.argv[1:]``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # cli_create may register its handler as "func", the argparse documentation's name.
+    handler = getattr(args, "handler", None) or getattr(args, "func", None)
+    return int(handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Run the local backend with uvicorn, in the foreground or in a daemon thread."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from opennote_jupyter.local import auth
+from opennote_jupyter.local.app import Settings, create_app
+from opennote_jupyter.local.jobs import JobRunner, RenderFunction
+from opennote_jupyter.local.render import render_video
+from opennote_jupyter.local.store import Store
+from opennote_jupyter.local.webhook import WebhookSender
+
+logger = logging.getLogger(__name__)
+
+
+class Backend:
+    """A store, a job runner and the HTTP app for one data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        minute_seconds: float = 60.0,
+        day_seconds: float = 86400.0,
+        workers: int = 1,
+        render: RenderFunction = render_video,
+        webhooks: WebhookSender | None = None,
+    ) -> None:
+        for name, value in (
+            ("minute_seconds", minute_seconds),
+            ("day_seconds", day_seconds),
+        ):
+            if not value > 0:
+                raise ValueError(
+                    f"{name} must be a positive number of seconds, got {value!r}"
+                )
+        self.data_dir = Path(data_dir)
+        self.store = Store(self.data_dir)
+        self.settings = Settings(
+            data_dir=self.data_dir,
+            minute_seconds=minute_seconds,
+            day_seconds=day_seconds,
+        )
+        self.runner = JobRunner(
+            self.store,
+            self.data_dir,
+            webhooks=webhooks or WebhookSender(),
+            status_payload=lambda job: {},
+            workers=workers,
+            render=render,
+        )
+        self.app = create_app(self.store, self.runner, self.settings)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def bind(self, host: str, port: int) -> socket.socket:
+        """Open the listening socket and set the base URL from its real port."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.set_inheritable(True)
+        bound_port = sock.getsockname()[1]
+        self.settings.base_url = f"http://{host}:{bound_port}"
+        return sock
+
+    def serve_forever(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+        """Serve in this thread until interrupted (Ctrl-C or SIGTERM)."""
+        sock = self.bind(host, port)
+        server = uvicorn.Server(self._config())
+        self.runner.start()
+        logger.info(
+            "local backend serving %s from %s", self.settings.base_url, self.data_dir
+        )
+        try:
+            server.run(sockets=[sock])
+        finally:
+            self.runner.stop()
+            sock.close()
+            logger.info("local backend at %s stopped", self.settings.base_url)
+
+    def start_in_thread(self, port: int = 0, timeout: float = 20.0) -> None:
+        """Serve on 127.0.0.1 from a daemon thread until :meth:`stop`.
+
+        Returns once the server accepts connections.
+        """
+        sock = self.bind("127.0.0.1", port)
+        self._server = uvicorn.Server(self._config())
+        self.runner.start()
+
+        def run() -> None:
+            try:
+                self._server.run(sockets=[sock])
+            except Exception:
+                logger.exception("local backend at %s crashed", self.settings.base_url)
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(
+            target=run, name="opennote-local-backend", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"the local backend at {self.settings.base_url} did not start "
+                    f"within {timeout:g} s; see the log of 'opennote_jupyter.local'"
+                )
+            time.sleep(0.01)
+        logger.info(
+            "local backend serving %s from %s", self.settings.base_url, self.data_dir
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and stop the render workers."""
+        self.runner.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        logger.info("local backend at %s stopped", self.settings.base_url)
+
+    def create_key(
+        self,
+        org: str,
+        tier: str = "developer",
+        credits: float = 100.0,
+        per_minute: int | None = None,
+        per_day: int | None = None,
+    ) -> str:
+        """Create an API key for ``org``, as :func:`.auth.create_key` does."""
+        return auth.create_key(
+            self.store,
+            org,
+            tier=tier,
+            credits=credits,
+            per_minute=per_minute,
+            per_day=per_day,
+        )
+
+    def _config(self) -> Any:
+        return uvicorn.Config(
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )

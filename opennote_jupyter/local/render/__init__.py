@@ -5,9 +5,9 @@ The server calls :func:`render_video` and nothing else from this package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 # on_stage(stage_name, percent): percent runs from 0 to 100 over the whole render.
 StageCallback = Callable[[str, float], None]

@@ -1,0 +1,319 @@
+"""The render pipeline: script, narration, slides, captions, then the mp4."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from opennote_jupyter.local.render import (
+    RenderRequest,
+    RenderResult,
+    StageCallback,
+    captions,
+    encode,
+    layout,
+    slides,
+    voice,
+)
+from opennote_jupyter.local.render.script import build_script
+
+logger = logging.getLogger(__name__)
+
+# Silence between the title and each section, in seconds.
+PART_GAP = 0.4
+_ENDS_SENTENCE = re.compile(r"[.!?:;]$")
+
+
+@dataclass
+class _Part:
+    """A narrated stretch: the title or one section, with its slides."""
+
+    spoken: str
+    token_offsets: list[int]  # where each body token starts in ``spoken``
+    slides: list[layout.SlideLayout]
+    speech: voice.Speech | None = None
+    start: float = 0.0  # seconds from the start of the video
+
+
+def _section_part(heading: str, paragraphs: tuple[str, ...]) -> _Part:
+    token_lists = [layout.tokenize(paragraph) for paragraph in paragraphs]
+    spoken = ""
+    if heading:
+        spoken = heading if _ENDS_SENTENCE.search(heading) else heading + "."
+    offsets = []
+    for tokens in token_lists:
+        if spoken:
+            spoken += "\n"
+        for number, token in enumerate(tokens):
+            if number > 0 and token.space_before:
+                spoken += " "
+            offsets.append(len(spoken))
+            spoken += token.spoken
+    part_slides = layout.layout_section(heading, token_lists, 0)
+    return _Part(spoken=spoken, token_offsets=offsets, slides=part_slides)
+
+
+def _title_part(title: str) -> _Part:
+    return _Part(spoken=title, token_offsets=[], slides=layout.layout_title(title))
+
+
+def _span_times(
+    starts: list[int], text_length: int, speech: voice.Speech
+) -> list[float]:
+    """Return when each span of text starting at ``starts`` begins to be spoken.
+
+    A span gets the time of the first voice word inside it. A span with no word of
+    its own (a voice may merge words) takes the time of the word before it.
+    """
+    word_offsets = [offset for offset, _ in speech.word_times]
+    word_seconds = [seconds for _, seconds in speech.word_times]
+    times = []
+    for number, start in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else text_length
+        index = bisect.bisect_left(word_offsets, start)
+        if index < len(word_offsets) and word_offsets[index] < end:
+            times.append(word_seconds[index])
+        elif index > 0:
+            times.append(word_seconds[index - 1])
+        else:
+            times.append(0.0)
+    # Monotonic times keep slides and cues in order even if the voice reorders.
+    for number in range(1, len(times)):
+        times[number] = max(times[number], times[number - 1])
+    return times
+
+
+def _part_cues(part: _Part) -> list[captions.Cue]:
+    assert part.speech is not None
+    matches = list(re.finditer(r"\S+", part.spoken))
+    if not matches:
+        return []
+    starts = [m.start() for m in matches]
+    times = _span_times(starts, len(part.spoken), part.speech)
+    duration = part.speech.duration
+    words = []
+    for number, match in enumerate(matches):
+        end = times[number + 1] if number + 1 < len(times) else duration
+        words.append((match.group(), part.start + times[number], part.start + end))
+    cues = captions.group_words(words)
+    # A cue stays up until the next one starts, within its part.
+    joined = []
+    for number, cue in enumerate(cues):
+        end = cues[number + 1].start if number + 1 < len(cues) else cue.end
+        joined.append(captions.Cue(cue.start, max(end, cue.start), cue.text))
+    return joined
+
+
+def _slide_times(part: _Part) -> list[float]:
+    assert part.speech is not None
+    if not part.token_offsets:
+        return [part.start] * len(part.slides)
+    times = _span_times(part.token_offsets, len(part.spoken), part.speech)
+    result = []
+    for number, slide in enumerate(part.slides):
+        if number == 0 or slide.first_token is None:
+            result.append(part.start)
+        else:
+            result.append(part.start + times[slide.first_token])
+    return result
+
+
+class _Progress:
+    def __init__(self, on_stage: StageCallback | None) -> None:
+        self.on_stage = on_stage
+
+    def __call__(self, stage: str, percent: float) -> None:
+        if self.on_stage is not None:
+            self.on_stage(stage, round(min(100.0, max(0.0, percent)), 1))
+
+
+def render(
+    request: RenderRequest,
+    work_dir: Path,
+    on_stage: StageCallback | None = None,
+    *,
+    use_voice: bool | None = None,
+) -> RenderResult:
+    """Render ``request`` into ``work_dir``; see :func:`render_video`.
+
+    Parameters
+    ----------
+    use_voice
+        False makes a silent video timed by reading speed. None reads the
+        ``OPENNOTE_JUPYTER_VOICE`` environment variable ("off" disables the voice).
+
+    Raises
+    ------
+    ValueError
+        If the request holds no text to narrate.
+    """
+    started = time.perf_counter()
+    progress = _Progress(on_stage)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    progress("script", 0)
+    script = build_script(request)
+    with layout.MPL_LOCK:
+        parts = [_title_part(script.title)]
+        parts += [_section_part(s.heading, s.paragraphs) for s in script.sections]
+    notes = list(script.notes)
+    progress("script", 10)
+
+    _narrate(parts, notes, use_voice)
+    progress("voice", 30)
+
+    clock = 0.0
+    for number, part in enumerate(parts):
+        if number > 0:
+            clock += PART_GAP
+        part.start = clock
+        clock += part.speech.duration
+    duration = clock
+    sample_rate = parts[0].speech.sample_rate
+    audio = _join_audio(parts, sample_rate)
+
+    cues = [cue for part in parts for cue in _part_cues(part)]
+    slide_list = [slide for part in parts for slide in part.slides]
+    slide_starts = [t for part in parts for t in _slide_times(part)]
+
+    slide_images = []
+    for number, slide in enumerate(slide_list):
+        slide_images.append(slides.draw_slide(slide))
+        progress("slides", 30 + 30 * (number + 1) / len(slide_list))
+
+    frames = _frame_schedule(slide_starts, cues, duration)
+    cue_images: dict[int, np.ndarray] = {}
+    empty_band = slides.empty_caption()
+
+    def composed():
+        for pts, slide_index, cue_index in frames:
+            image = slide_images[slide_index].copy()
+            if cue_index is None:
+                band = empty_band
+            else:
+                band = cue_images.get(cue_index)
+                if band is None:
+                    band = cue_images[cue_index] = slides.draw_caption(
+                        [cues[cue_index].text]
+                    )
+            image[layout.CAPTION_TOP :] = band
+            yield pts, image
+
+    done = 0
+
+    def on_frame() -> None:
+        nonlocal done
+        done += 1
+        progress("encode", 60 + 38 * done / len(frames))
+
+    transcript = "\n\n".join(part.spoken for part in parts if part.spoken)
+    stem = "video"
+    video_path = work_dir / f"{stem}.mp4"
+    captions_path = work_dir / f"{stem}.vtt"
+    _write_atomically(
+        video_path,
+        lambda temp: encode.encode_mp4(
+            temp,
+            composed(),
+            round(duration * 1000),
+            audio,
+            sample_rate,
+            on_frame,
+        ),
+    )
+    _write_atomically(captions_path, lambda temp: captions.write_webvtt(temp, cues))
+    progress("done", 100)
+    logger.info(
+        "rendered %.1f s of video in %.2f s (%d slides, %d captions)",
+        duration,
+        time.perf_counter() - started,
+        len(slide_list),
+        len(cues),
+    )
+    return RenderResult(
+        video_path=video_path,
+        captions_path=captions_path,
+        title=script.title,
+        transcript=transcript,
+        duration=duration,
+        notes=tuple(notes),
+    )
+
+
+def _narrate(parts: list[_Part], notes: list[str], use_voice: bool | None) -> None:
+    if use_voice is None:
+        use_voice = voice.voice_enabled()
+    failure = None
+    if use_voice:
+        failure = voice.load_voice()
+    else:
+        failure = f"the voice is turned off ({voice.VOICE_ENV}=off)"
+    if failure is None:
+        for part in parts:
+            part.speech = voice.speak(part.spoken)
+        return
+    notes.append(
+        f"No voice could be loaded ({failure}), so the video is silent and its "
+        "captions are timed by reading speed."
+    )
+    for part in parts:
+        part.speech = voice.silent_speech(part.spoken)
+
+
+def _join_audio(parts: list[_Part], sample_rate: int) -> np.ndarray:
+    gap = np.zeros(round(PART_GAP * sample_rate), dtype=np.int16)
+    pieces = []
+    for number, part in enumerate(parts):
+        if number > 0:
+            pieces.append(gap)
+        pieces.append(part.speech.samples)
+    return np.concatenate(pieces)
+
+
+def _frame_schedule(
+    slide_starts: list[float], cues: list[captions.Cue], duration: float
+) -> list[tuple[int, int, int | None]]:
+    """Return ``(pts_ms, slide_index, cue_index)`` for every visual change."""
+    end_ms = round(duration * 1000)
+    slide_ms = [min(round(t * 1000), end_ms) for t in slide_starts]
+    changes = set(slide_ms)
+    for cue in cues:
+        changes.add(round(cue.start * 1000))
+        changes.add(round(cue.end * 1000))
+    frames: list[tuple[int, int, int | None]] = []
+    cue_starts = [round(c.start * 1000) for c in cues]
+    for pts in sorted(t for t in changes if 0 <= t < end_ms):
+        slide_index = max(bisect.bisect_right(slide_ms, pts) - 1, 0)
+        cue_index = bisect.bisect_right(cue_starts, pts) - 1
+        if cue_index < 0 or round(cues[cue_index].end * 1000) <= pts:
+            cue_index = None
+        state = (slide_index, cue_index)
+        if frames and frames[-1][1:] == state:
+            continue
+        frames.append((pts, *state))
+    if not frames or frames[0][0] != 0:
+        frames.insert(0, (0, 0, None))
+    return frames
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it."""
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent
+    )
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

@@ -29,6 +29,8 @@ _LAZY = {
     "ServerError": "opennote_jupyter.errors",
     "VideoFailedError": "opennote_jupyter.errors",
     "WaitTimeoutError": "opennote_jupyter.errors",
+    "NetworkError": "opennote_jupyter.errors",
+    "BatchError": "opennote_jupyter.errors",
     "build_video_key": "opennote_jupyter.urls",
     "parse_video_url": "opennote_jupyter.urls",
     "parse_video_urls": "opennote_jupyter.urls",

@@ -10,8 +10,10 @@
     │   ├── InsufficientCreditsError 402
     │   ├── RateLimitError          429; carries ``retry_after`` in seconds
     │   └── ServerError             5xx
+    ├── NetworkError            no answer: connection failed or timed out after retries
     ├── VideoFailedError        the job ended ``failed`` or ``status_error``
-    └── WaitTimeoutError        ``wait`` gave up; the job goes on and can be resumed
+    ├── WaitTimeoutError        ``wait`` gave up; the job goes on and can be resumed
+    └── BatchError              some items of ``generate_many`` failed; carries all results
 
 Every message says what to do next. No exception text ever contains the API key.
 """
@@ -94,6 +96,15 @@ class ServerError(APIError):
     """HTTP 5xx after the client's retries ran out."""
 
 
+class NetworkError(OpennoteError, ConnectionError):
+    """The server could not be reached, or its answer was lost, after retries.
+
+    For a create this does not tell whether the server received it; a repeated
+    call with the same arguments reuses the journaled ``Idempotency-Key``, so the
+    video is made and charged at most once.
+    """
+
+
 class VideoFailedError(OpennoteError):
     """The video job ended without a video.
 
@@ -123,3 +134,23 @@ class WaitTimeoutError(OpennoteError, TimeoutError):
         super().__init__(message)
         self.video_id = video_id
         self.status = status
+
+
+class BatchError(OpennoteError):
+    """Some items of a batch failed; the others finished or are still running.
+
+    Attributes
+    ----------
+    results
+        One entry per input, in input order: a
+        :class:`~opennote_jupyter.models.VideoResult`, or the exception that item
+        raised.
+    video_ids
+        The video id of each item, or ``None`` where no job was created.
+    """
+
+    def __init__(self, message: str, *, results: list[Any], video_ids: list[str | None]
+                 ) -> None:
+        super().__init__(message)
+        self.results = results
+        self.video_ids = video_ids

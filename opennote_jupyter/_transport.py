@@ -1,0 +1,436 @@
+"""HTTP transport of the client: timeouts, retries, error translation, key hygiene.
+
+Everything that touches ``requests`` lives here, so third-party exceptions are turned
+into :mod:`opennote_jupyter.errors` types at one boundary. The API key is kept in a
+:class:`Secret`, sent only in the ``Authorization`` header of each request, and
+removed from every object handed back to the caller (responses, their requests,
+exception messages).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timezone
+from typing import Any
+
+import requests
+
+from opennote_jupyter.errors import (
+    APIError,
+    AuthenticationError,
+    InsufficientCreditsError,
+    NetworkError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+)
+
+log = logging.getLogger("opennote_jupyter.client")
+
+REDACTED = "***"
+
+# Cap on how much server text goes into an exception message.
+_MAX_DETAIL_CHARS = 300
+
+
+class Secret:
+    """An API key that does not print itself.
+
+    ``repr``, ``str`` and ``format`` show a placeholder; :meth:`reveal` returns the
+    value for the one place that needs it, the ``Authorization`` header.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the key itself."""
+        return self._value
+
+    def fingerprint(self) -> str:
+        """Return a short, non-reversible digest that identifies the key on disk."""
+        digest = hashlib.sha256(b"opennote-jupyter/key/" + self._value.encode())
+        return digest.hexdigest()[:16]
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with every occurrence of the key replaced."""
+        if self._value and self._value in text:
+            return text.replace(self._value, REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an API key cannot be pickled")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry a request that may succeed on a second try.
+
+    Attributes
+    ----------
+    attempts
+        Maximum number of sends, the first one included.
+    backoff_base
+        Delay in seconds before the first retry; it doubles on each later retry.
+    backoff_cap
+        Upper bound in seconds of one backoff delay.
+    max_retry_wait
+        Longest ``Retry-After`` in seconds the client sleeps through. A longer one
+        raises :class:`RateLimitError` at once, carrying the server's value.
+    """
+
+    attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    max_retry_wait: float = 120.0
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Return the jittered delay in seconds before retry number ``retry_number``."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (retry_number - 1))
+        # Half fixed, half random: clients that failed together spread out.
+        return ceiling * (0.5 + 0.5 * rng.random())
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header into seconds from now.
+
+    Parameters
+    ----------
+    value
+        The header value: delay seconds or an HTTP date.
+    now
+        Current POSIX time, for tests; defaults to ``time.time()``.
+
+    Returns
+    -------
+    float or None
+        Seconds to wait, at least 0; a date in the past gives 0. ``None`` when the
+        header is missing or unreadable, or the number is negative or not finite.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds) or seconds < 0:
+            return None
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        # RFC 9110 dates are GMT; a zone-less parse means "-0000".
+        when = when.replace(tzinfo=timezone.utc)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _server_detail(response: requests.Response, secret: Secret) -> str:
+    """Return the server's error text from a response, key removed and shortened."""
+    detail: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("message") or body.get("error")
+    if detail is None:
+        detail = response.text
+    if not isinstance(detail, str):
+        detail = str(detail)
+    detail = " ".join(secret.scrub(detail).split())
+    if len(detail) > _MAX_DETAIL_CHARS:
+        detail = detail[: _MAX_DETAIL_CHARS - 3] + "..."
+    return detail
+
+
+def scrub_response(response: requests.Response | None, secret: Secret) -> None:
+    """Remove the key from a response before it leaves the transport.
+
+    The ``Authorization`` header of the request (and of any redirect in its
+    history) is replaced, and so is any copy of the key in the body, because a
+    server may echo the key in an error message.
+    """
+    if response is None:
+        return
+    for item in [*response.history, response]:
+        request = item.request
+        if request is not None and "Authorization" in request.headers:
+            request.headers["Authorization"] = f"Bearer {REDACTED}"
+        # requests keeps the body in ``_content``; it is read here so that
+        # ``.text`` and ``.json()`` only ever see the scrubbed bytes.
+        content = item.content if item._content_consumed else None
+        key = secret.reveal().encode()
+        if content and key and key in content:
+            item._content = content.replace(key, REDACTED.encode())
+
+
+def _scrub_exception(exc: requests.RequestException, secret: Secret) -> None:
+    request = getattr(exc, "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is not None and "Authorization" in headers:
+        headers["Authorization"] = f"Bearer {REDACTED}"
+    scrub_response(getattr(exc, "response", None), secret)
+
+
+def _validation_error(response: requests.Response, secret: Secret) -> Exception:
+    """Build the error for an HTTP 422 from FastAPI's ``detail`` list."""
+    field_name = None
+    value = None
+    reason = _server_detail(response, secret)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    details = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(details, list) and details and isinstance(details[0], dict):
+        first = details[0]
+        loc = [str(part) for part in first.get("loc", []) if part != "body"]
+        field_name = ".".join(loc) or None
+        value = first.get("input")
+        reason = secret.scrub(str(first.get("msg", reason)))
+    where = f"field {field_name!r}" if field_name else "the request"
+    shown = secret.scrub(repr(value))[:100] if value is not None else None
+    got = f" (got {shown})" if shown is not None else ""
+    return RequestValidationError(
+        f"the server rejected {where}{got}: {reason}. Fix the field and call again.",
+        field=field_name,
+        value=value,
+        response=response,
+    )
+
+
+def error_for_response(
+    response: requests.Response, secret: Secret, *, retry_after: float | None = None
+) -> Exception:
+    """Translate a non-2xx response into the matching :mod:`errors` type.
+
+    The response must already be scrubbed with :func:`scrub_response`.
+    """
+    code = response.status_code
+    detail = _server_detail(response, secret)
+    said = f" The server said: {detail}" if detail else ""
+    if code == 401:
+        return AuthenticationError(
+            "the server rejected the API key (HTTP 401). Set a valid key with the "
+            "OPENNOTE_API_KEY environment variable or OpennoteClient(api_key=...)."
+            + said,
+            status_code=code,
+            response=response,
+        )
+    if code == 402:
+        return InsufficientCreditsError(
+            "the organization has too few credits for this video (HTTP 402). Load "
+            "credits for the organization, then call again." + said,
+            status_code=code,
+            response=response,
+        )
+    if code == 422:
+        return _validation_error(response, secret)
+    if code == 429:
+        wait = (
+            f"wait {retry_after:.0f} s before the next request"
+            if retry_after is not None
+            else "wait a minute before the next request"
+        )
+        return RateLimitError(
+            f"the server's rate limit was hit (HTTP 429): {wait}, or spread requests "
+            "out (the client paces creates by tier; check tier=)." + said,
+            retry_after=retry_after,
+            status_code=code,
+            response=response,
+        )
+    if code >= 500:
+        return ServerError(
+            f"the server failed with HTTP {code} after the client's retries. Try "
+            "again later." + said,
+            status_code=code,
+            response=response,
+        )
+    if code == 404:
+        return APIError(
+            f"not found (HTTP 404) at {response.url}: check the video id and the "
+            "base URL." + said,
+            status_code=code,
+            response=response,
+        )
+    return APIError(
+        f"unexpected HTTP {code} from {response.url}." + said,
+        status_code=code,
+        response=response,
+    )
+
+
+def _is_retryable_status(code: int) -> bool:
+    return code == 429 or code >= 500
+
+
+class Transport:
+    """Send requests to one base URL with one key, retrying what is safe to retry.
+
+    Parameters
+    ----------
+    base_url
+        Server root, for example ``https://api.opennote.com``.
+    secret
+        The API key.
+    timeout
+        ``(connect, read)`` timeout in seconds applied to every request.
+    retry
+        Retry limits for status reads and keyed creates.
+    sleep, clock
+        Injectable ``time.sleep`` and ``time.monotonic`` for tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        secret: Secret,
+        *,
+        timeout: tuple[float, float],
+        retry: RetryPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._secret = secret
+        self.timeout = timeout
+        self.retry = retry
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._session = requests.Session()
+        # A proxy or .netrc from the environment could rewrite the Authorization
+        # header or route the key elsewhere; the base URL is all the caller chose.
+        self._session.trust_env = False
+        self._session.headers["User-Agent"] = "opennote-jupyter"
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    def _send_once(
+        self, method: str, path: str, json_body: Any, headers: dict[str, str]
+    ) -> requests.Response:
+        all_headers = {"Authorization": f"Bearer {self._secret.reveal()}", **headers}
+        try:
+            response = self._session.request(
+                method,
+                self.base_url + path,
+                json=json_body,
+                headers=all_headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            _scrub_exception(exc, self._secret)
+            raise
+        scrub_response(response, self._secret)
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        retry: bool = True,
+        what: str = "request",
+        hint: str = "Check that the server is reachable; calling again is safe.",
+    ) -> requests.Response:
+        """Send a request and return its 2xx response, or raise a typed error.
+
+        Connection errors, timeouts, 5xx and 429 are retried up to
+        ``retry.attempts`` times when ``retry`` is true. The caller allows it only
+        for requests that are safe to repeat: reads, and creates that carry an
+        ``Idempotency-Key`` so the server runs them at most once. 4xx other than
+        429 are never retried.
+        """
+        headers = headers or {}
+        attempts = max(1, self.retry.attempts if retry else 1)
+        last_exc: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            delay: float | None = None
+            try:
+                response = self._send_once(method, path, json_body, headers)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last_exc = exc
+                log.warning(
+                    "%s %s: %s on attempt %d of %d",
+                    method,
+                    path,
+                    type(exc).__name__,
+                    attempt,
+                    attempts,
+                )
+            except requests.RequestException as exc:
+                raise NetworkError(
+                    f"{what} to {self.base_url} failed: {self._secret.scrub(str(exc))}"
+                ) from exc
+            else:
+                if response.ok:
+                    return response
+                code = response.status_code
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if not _is_retryable_status(code) or attempt == attempts:
+                    raise error_for_response(
+                        response, self._secret, retry_after=retry_after
+                    )
+                if retry_after is not None and retry_after > self.retry.max_retry_wait:
+                    # Sleeping an hour inside a notebook cell helps no one: the
+                    # caller gets the server's number and decides.
+                    raise error_for_response(
+                        response, self._secret, retry_after=retry_after
+                    )
+                if retry_after is not None:
+                    delay = retry_after
+                log.warning(
+                    "%s %s: HTTP %d on attempt %d of %d (Retry-After %r)",
+                    method,
+                    path,
+                    code,
+                    attempt,
+                    attempts,
+                    response.headers.get("Retry-After"),
+                )
+                last_exc = None
+            if attempt == attempts:
+                break
+            backoff = self.retry.backoff(attempt, self._rng)
+            # A Retry-After of 0 or a past date must not turn into a tight loop.
+            delay = backoff if delay is None else max(delay, backoff)
+            self._sleep(delay)
+        assert last_exc is not None
+        kind = "timed out" if isinstance(last_exc, requests.Timeout) else "failed"
+        raise NetworkError(
+            f"{what} to {self.base_url} {kind} after {attempts} attempt(s): "
+            f"{type(last_exc).__name__}. {hint}"
+        ) from last_exc

@@ -1,0 +1,165 @@
+"""``opennote-video create``: make one video from the terminal.
+
+The key comes from ``$OPENNOTE_API_KEY`` (never from a command-line option, which
+would end up in shell history); with no key the local backend makes the video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from opennote_jupyter import contract
+
+PROG = "opennote-video create"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``create`` subcommand on an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "create",
+        help="make a video from a prompt or a script and print its URL",
+        description="Make a video and print its URL, or save it with --out. The API "
+        "key comes from OPENNOTE_API_KEY; without one the local backend is used.",
+    )
+    parser.add_argument("prompt", nargs="?", help="what the video is about")
+    parser.add_argument("--title", default="", help="title of the video")
+    parser.add_argument(
+        "--script",
+        metavar="FILE",
+        help="file with a ready script, sections separated by lines of '-----' "
+        "('-' reads standard input)",
+    )
+    parser.add_argument(
+        "--length",
+        type=int,
+        default=contract.DEFAULT_LENGTH,
+        help=f"number of script paragraphs, {contract.MIN_LENGTH} to "
+        f"{contract.MAX_LENGTH} (default {contract.DEFAULT_LENGTH})",
+    )
+    parser.add_argument(
+        "--sources", action="store_true", help="gather web sources for the script"
+    )
+    parser.add_argument(
+        "--out", metavar="PATH", help="save the mp4 to PATH instead of printing a URL"
+    )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="server root (default: OPENNOTE_BASE_URL, then the hosted API)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="seconds to wait for the video (default 3600); the job goes on after",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not draw the progress bar"
+    )
+    parser.set_defaults(handler=run)
+    return parser
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal, or sparse lines on a pipe."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self._last_line: tuple[str, int] | None = None
+
+    def update(self, status: Any) -> None:
+        """Redraw the bar for a :class:`~opennote_jupyter.models.VideoStatus`."""
+        percent = status.completion_percentage or 0.0
+        percent = max(0.0, min(100.0, percent))
+        elapsed = time.monotonic() - self.started
+        if self.tty:
+            filled = int(self.width * percent / 100)
+            bar = "#" * filled + "-" * (self.width - filled)
+            self.stream.write(
+                f"\r[{bar}] {percent:5.1f}% {status.status:<9} {elapsed:5.0f} s"
+            )
+            self.stream.flush()
+            return
+        # On a pipe, one line per status change or 25 % step keeps logs short.
+        key = (status.status, int(percent // 25))
+        if key != self._last_line:
+            self._last_line = key
+            self.stream.write(f"{percent:5.1f}% {status.status} ({elapsed:.0f} s)\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fail(message: str, code: int = 1) -> int:
+    line = " ".join(str(message).split())
+    print(f"{PROG}: error: {line}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Make the video described by ``args``; return the process exit code."""
+    from opennote_jupyter.client import OpennoteClient
+    from opennote_jupyter.errors import OpennoteError
+
+    script = None
+    if args.script:
+        try:
+            if args.script == "-":
+                script = sys.stdin.read()
+            else:
+                script = Path(args.script).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return _fail(f"cannot read the script file {args.script}: {exc}", 2)
+    if not args.prompt and script is None:
+        return _fail("pass a prompt or --script FILE", 2)
+
+    bar = None if args.no_progress else ProgressBar(sys.stderr)
+    job = None
+    try:
+        client = OpennoteClient(base_url=args.base_url)
+        job = client.create(
+            args.prompt or None,
+            script=script,
+            title=args.title,
+            length=args.length,
+            include_sources=args.sources,
+            upload_to_s3=True,
+        )
+        result = client.wait(
+            job.video_id,
+            timeout=args.timeout,
+            on_progress=bar.update if bar is not None else None,
+        )
+        if bar is not None:
+            bar.close()
+            bar = None
+        if args.out:
+            print(client.save(result, args.out))
+        else:
+            print(result.url)
+        return 0
+    except OpennoteError as exc:
+        if bar is not None:
+            bar.close()
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if job is None:
+            return _fail("interrupted before the job was created", 130)
+        return _fail(
+            f"interrupted; video {job.video_id} goes on rendering. Wait for it in "
+            f"Python with OpennoteClient().resume({job.video_id!r})",
+            130,
+        )

@@ -1,0 +1,965 @@
+"""The Opennote Video API client: create, wait, never pay twice, never leak the key.
+
+Plain Python on ``requests``; it imports neither IPython, pandas nor ipywidgets at
+module level, so scripts and the notebook layer share it::
+
+    from opennote_jupyter import OpennoteClient
+
+    client = OpennoteClient()          # OPENNOTE_API_KEY, or the local backend
+    result = client.generate("Explain Fourier series", length=2)
+    result.url
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from opennote_jupyter import contract
+from opennote_jupyter._transport import RetryPolicy, Secret, Transport
+from opennote_jupyter._validation import (
+    build_create_payload,
+    check_api_key,
+    check_base_url,
+    check_video_id,
+)
+from opennote_jupyter.contract import Tier, tier_named
+from opennote_jupyter.errors import (
+    APIError,
+    AuthenticationError,
+    BatchError,
+    ConfigurationError,
+    InsufficientCreditsError,
+    NetworkError,
+    OpennoteError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    VideoFailedError,
+    WaitTimeoutError,
+)
+from opennote_jupyter.journal import Journal
+from opennote_jupyter.models import VideoJob, VideoResult, VideoStatus
+from opennote_jupyter.pacing import Pacer
+from opennote_jupyter.paths import data_home
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["HOSTED_BASE_URL", "OpennoteClient"]
+
+log = logging.getLogger(__name__)
+
+HOSTED_BASE_URL = "https://api.opennote.com"
+API_KEY_ENV = "OPENNOTE_API_KEY"
+BASE_URL_ENV = "OPENNOTE_BASE_URL"
+
+# Limits used for the embedded backend when it does not report its own.
+_LOCAL_FALLBACK_TIER = Tier("enterprise", per_minute=1000, per_day=100_000)
+
+# Idempotency keys of creates that are being sent by this process right now.
+_IN_FLIGHT: set[str] = set()
+_IN_FLIGHT_LOCK = threading.Lock()
+
+_local_notice_logged = False
+
+
+def _is_loopback(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _backend_tier(backend: Any) -> Tier:
+    """Return the limits of the embedded backend's own key, or generous fallbacks."""
+    import opennote_jupyter.local as local
+
+    per_minute = getattr(
+        backend, "per_minute", getattr(local, "DEFAULT_PER_MINUTE", None)
+    )
+    per_day = getattr(backend, "per_day", getattr(local, "DEFAULT_PER_DAY", None))
+    if isinstance(per_minute, int) and isinstance(per_day, int):
+        return Tier("enterprise", per_minute=per_minute, per_day=per_day)
+    return _LOCAL_FALLBACK_TIER
+
+
+class OpennoteClient:
+    """A client of the Opennote Video API, hosted or local.
+
+    Parameters
+    ----------
+    api_key
+        The API key. Defaults to ``$OPENNOTE_API_KEY``. With no key anywhere (and
+        no ``base_url``) the client starts the embedded local backend on first use.
+    base_url
+        Server root. Defaults to ``$OPENNOTE_BASE_URL``, then
+        ``https://api.opennote.com``.
+    tier
+        Rate-limit tier of the key's organization: ``"developer"`` (3 creates per
+        minute, 50 per day; the default for a key), ``"scale"``, or
+        ``"enterprise"``/``"custom"`` with ``per_minute`` and ``per_day``.
+    per_minute, per_day
+        Custom limits; passing them without ``tier`` means enterprise.
+    pacing_windows
+        ``(minute_s, day_s)``: the rate windows in seconds. Shorter ones only make
+        sense against a local backend started with the same windows.
+    timeout
+        Seconds for each HTTP request: one number for both connect and read, or a
+        ``(connect, read)`` pair.
+    poll_interval
+        Seconds between status reads in :meth:`wait`. Defaults to 0.5 s for a
+        server on this machine and 10 s otherwise.
+    wait_timeout
+        Seconds :meth:`wait` waits when called with ``timeout=None``.
+    max_retries
+        Retries after the first send of a status read or create.
+    max_retry_wait
+        Longest ``Retry-After`` in seconds the client sleeps through before a
+        retry; a longer one raises :class:`RateLimitError`.
+    max_pacing_wait
+        Longest wait in seconds for a free slot under the tier; a longer one
+        raises :class:`RateLimitError`. Defaults to twice the minute window plus
+        5 s, so a per-minute limit is waited out and a spent day is not.
+    backoff
+        ``(base, cap)`` of the exponential backoff between retries, in seconds.
+    journal
+        Record creates in the on-disk journal; turn off only for throwaway use.
+
+    Notes
+    -----
+    The key is kept out of ``repr``, exceptions, logs and files: it only goes into
+    the ``Authorization`` header. Placeholder keys (``"token"``,
+    ``"$OPENNOTE_API_KEY"``, ``"<your key>"``) raise :class:`ConfigurationError`.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        tier: str | None = None,
+        per_minute: int | None = None,
+        per_day: int | None = None,
+        pacing_windows: tuple[float, float] = (60.0, 86400.0),
+        timeout: float | tuple[float, float] = (10.0, 60.0),
+        poll_interval: float | None = None,
+        wait_timeout: float = 3600.0,
+        max_retries: int = 4,
+        max_retry_wait: float = 120.0,
+        max_pacing_wait: float | None = None,
+        backoff: tuple[float, float] | None = None,
+        journal: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sleep = sleep
+        self._journal_enabled = journal
+        self._timeout = self._check_timeout(timeout)
+        self._pacing_windows = (float(pacing_windows[0]), float(pacing_windows[1]))
+        self.wait_timeout = float(wait_timeout)
+        self.max_pacing_wait = (
+            float(max_pacing_wait)
+            if max_pacing_wait is not None
+            else 2 * self._pacing_windows[0] + 5.0
+        )
+        self._poll_interval = poll_interval
+        self._max_retries = int(max_retries)
+        self._max_retry_wait = float(max_retry_wait)
+        self._backoff = backoff
+        self._requested_tier = (tier, per_minute, per_day)
+
+        if api_key is not None:
+            self._secret: Secret | None = Secret(check_api_key(api_key, "api_key="))
+        elif os.environ.get(API_KEY_ENV) is not None:
+            self._secret = Secret(check_api_key(os.environ[API_KEY_ENV], API_KEY_ENV))
+        else:
+            self._secret = None
+
+        if base_url is not None:
+            self._base_url: str | None = check_base_url(base_url, "base_url=")
+        elif os.environ.get(BASE_URL_ENV):
+            self._base_url = check_base_url(os.environ[BASE_URL_ENV], BASE_URL_ENV)
+        elif self._secret is not None:
+            self._base_url = HOSTED_BASE_URL
+        else:
+            self._base_url = None
+
+        if self._secret is None and self._base_url is not None:
+            raise ConfigurationError(
+                f"no API key for {self._base_url}: pass api_key=... or set "
+                f"{API_KEY_ENV}. Leave both the key and the base URL unset to use "
+                "the local backend."
+            )
+        self.uses_local_backend = self._secret is None
+        if self._base_url is not None and self._secret is not None:
+            scheme = urlsplit(self._base_url).scheme
+            if scheme == "http" and not _is_loopback(self._base_url):
+                log.warning(
+                    "base URL %s is plain http: the API key travels unencrypted",
+                    self._base_url,
+                )
+        # Validate the tier now, so a bad one fails at construction.
+        self._tier: Tier | None = None
+        if not self.uses_local_backend or tier is not None or per_minute is not None:
+            self._tier = self._resolve_tier(None)
+
+        self._transport: Transport | None = None
+        self._pacer: Pacer | None = None
+        self._setup_lock = threading.Lock()
+
+    # -- configuration -----------------------------------------------------
+
+    @staticmethod
+    def _check_timeout(timeout: Any) -> tuple[float, float]:
+        pair = timeout if isinstance(timeout, (tuple, list)) else (timeout, timeout)
+        if len(pair) != 2:
+            raise ConfigurationError(
+                f"timeout={timeout!r}: pass seconds or a (connect, read) pair"
+            )
+        out = []
+        for part in pair:
+            if (
+                isinstance(part, bool)
+                or not isinstance(part, (int, float))
+                or part <= 0
+            ):
+                raise ConfigurationError(
+                    f"timeout={timeout!r}: every timeout must be a positive number "
+                    "of seconds"
+                )
+            out.append(float(part))
+        return out[0], out[1]
+
+    def _resolve_tier(self, backend: Any) -> Tier:
+        name, per_minute, per_day = self._requested_tier
+        if name is None and per_minute is None and per_day is None:
+            if backend is not None:
+                return _backend_tier(backend)
+            return contract.TIERS["developer"]
+        if name is None or name.strip().lower() == "custom":
+            name = "enterprise"
+        try:
+            return tier_named(name, per_minute=per_minute, per_day=per_day)
+        except ValueError as exc:
+            raise ConfigurationError(f"tier={name!r}: {exc}") from exc
+
+    @property
+    def base_url(self) -> str:
+        """The server root; starts the local backend if the client uses it."""
+        return self._ensure_transport().base_url
+
+    @property
+    def tier(self) -> Tier:
+        """The rate-limit tier the client paces creates by."""
+        self._ensure_transport()
+        assert self._tier is not None
+        return self._tier
+
+    @property
+    def scope(self) -> str:
+        """Identity of server and key in the journal and pacing files.
+
+        It contains a fingerprint of the key, never the key. The embedded backend is
+        named by its data directory, because its port changes on every start.
+        """
+        if self.uses_local_backend:
+            from opennote_jupyter.paths import local_backend_dir
+
+            return f"local:{local_backend_dir()}"
+        assert self._secret is not None and self._base_url is not None
+        return f"{self._base_url}#{self._secret.fingerprint()}"
+
+    def __repr__(self) -> str:
+        if self._transport is not None:
+            where = self._transport.base_url
+        elif self.uses_local_backend:
+            where = "local backend (not started)"
+        else:
+            where = self._base_url
+        tier = self._tier.name if self._tier is not None else "local"
+        return f"OpennoteClient(base_url={where!r}, tier={tier!r}, api_key='***')"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("OpennoteClient holds an API key and cannot be pickled")
+
+    def __enter__(self) -> OpennoteClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close pooled HTTP connections. The local backend keeps running."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def _ensure_transport(self) -> Transport:
+        if self._transport is not None:
+            return self._transport
+        with self._setup_lock:
+            if self._transport is not None:
+                return self._transport
+            if self.uses_local_backend:
+                base_url, secret, tier = self._start_local()
+            else:
+                assert self._base_url is not None and self._secret is not None
+                base_url, secret = self._base_url, self._secret
+                tier = self._tier or self._resolve_tier(None)
+            self._secret = secret
+            self._tier = tier
+            local = _is_loopback(base_url)
+            base, cap = self._backoff or ((0.1, 2.0) if local else (0.5, 8.0))
+            policy = RetryPolicy(
+                attempts=self._max_retries + 1,
+                backoff_base=base,
+                backoff_cap=cap,
+                max_retry_wait=self._max_retry_wait,
+            )
+            self._transport = Transport(
+                base_url, secret, timeout=self._timeout, retry=policy, sleep=self._sleep
+            )
+            if self._poll_interval is None:
+                self._poll_interval = 0.5 if local else 10.0
+            return self._transport
+
+    def _start_local(self) -> tuple[str, Secret, Tier]:
+        global _local_notice_logged
+        try:
+            from opennote_jupyter.local import default_backend
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"no API key is set and the local backend cannot start ({exc}). "
+                "Install it with: pip install 'opennote-jupyter[local]', or set "
+                f"{API_KEY_ENV} to use the hosted API."
+            ) from exc
+        backend = default_backend()
+        if not _local_notice_logged:
+            _local_notice_logged = True
+            log.warning(
+                "Using the local Opennote backend at %s (data in %s) because no API "
+                "key is set. To use the hosted API, set %s or pass "
+                "OpennoteClient(api_key=...).",
+                backend.base_url,
+                backend.data_dir,
+                API_KEY_ENV,
+            )
+        tier = self._tier or self._resolve_tier(backend)
+        return backend.base_url, Secret(backend.api_key), tier
+
+    def _journal(self) -> Journal | None:
+        if not self._journal_enabled:
+            return None
+        return Journal(data_home() / "journal.jsonl")
+
+    def _get_pacer(self) -> Pacer:
+        if self._pacer is None:
+            self._pacer = Pacer(
+                data_home() / "pacing.json",
+                self.scope,
+                self.tier,
+                windows=self._pacing_windows,
+                sleep=self._sleep,
+            )
+        return self._pacer
+
+    # -- create ------------------------------------------------------------
+
+    def create(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: list[dict[str, str]] | None = None,
+        script: str | None = None,
+        title: str = "",
+        length: int = contract.DEFAULT_LENGTH,
+        include_sources: bool = False,
+        search_for: str | None = None,
+        source_count: int = contract.DEFAULT_SOURCE_COUNT,
+        upload_to_s3: bool = True,
+        webhook_url: str | None = None,
+    ) -> VideoJob:
+        """Start a video job and return it with its ``video_id``.
+
+        The request is checked locally first. It is paced under the tier,
+        journaled with a fresh ``Idempotency-Key`` before it is sent, and retried
+        with the same key after a lost answer (connection error, timeout, 5xx,
+        429), so the server makes and charges the video once. If an earlier call
+        with the same arguments never got an answer (for example, the kernel
+        died), its key is reused.
+
+        Parameters
+        ----------
+        prompt
+            What the video is about; shorthand for one user message.
+        messages
+            Chat messages ``{"role", "content"}``; the last one is from the user.
+        script
+            A ready script, sections separated by lines of ``-----``.
+        title
+            The video's title.
+        length
+            Number of script paragraphs, 1 to 5.
+        include_sources, search_for, source_count
+            Gather ``source_count`` (1 to 5) web sources, optionally with the web
+            query ``search_for`` (at most 100 characters).
+        upload_to_s3
+            True: the result has a URL. False: it carries the mp4 as base64.
+        webhook_url
+            Where the server POSTs the final status.
+
+        Raises
+        ------
+        RequestValidationError
+            A field breaks the contract (checked locally, or HTTP 422).
+        AuthenticationError, InsufficientCreditsError
+            HTTP 401 or 402; not retried.
+        RateLimitError
+            The tier's next slot, or the server's ``Retry-After``, is too far away.
+        NetworkError, ServerError
+            No answer after the retries; calling again reuses the key.
+        """
+        payload = build_create_payload(
+            prompt,
+            messages=messages,
+            script=script,
+            title=title,
+            length=length,
+            include_sources=include_sources,
+            search_for=search_for,
+            source_count=source_count,
+            upload_to_s3=upload_to_s3,
+            webhook_url=webhook_url,
+        )
+        return self._create_payload(payload)
+
+    def _intent_of(self, payload: Mapping[str, Any]) -> str:
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(f"{self.scope}\n{canonical}".encode()).hexdigest()
+
+    def _create_payload(
+        self, payload: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> VideoJob:
+        transport = self._ensure_transport()
+        journal = self._journal()
+        scope = self.scope
+        intent = self._intent_of(payload)
+        with _IN_FLIGHT_LOCK:
+            ikey = idempotency_key
+            if ikey is None and journal is not None:
+                ikey = journal.reusable_key(scope, intent, _IN_FLIGHT)
+                if ikey is not None:
+                    log.info(
+                        "create: reusing the idempotency key of an unanswered "
+                        "create with the same arguments (%s)",
+                        ikey,
+                    )
+            reused = ikey is not None
+            ikey = ikey or str(uuid.uuid4())
+            if ikey in _IN_FLIGHT:
+                raise OpennoteError(
+                    f"a create with idempotency key {ikey} is already being sent by "
+                    "this process; wait for it to return"
+                )
+            _IN_FLIGHT.add(ikey)
+        try:
+            if journal is not None and not reused:
+                journal.append(
+                    "intent",
+                    idempotency_key=ikey,
+                    intent=intent,
+                    scope=scope,
+                    base_url=transport.base_url,
+                    pid=os.getpid(),
+                    request=payload,
+                )
+            pacer = self._get_pacer()
+            token = pacer.acquire(self.max_pacing_wait)
+            try:
+                response = transport.request(
+                    "POST",
+                    "/v1/video/create",
+                    json_body=payload,
+                    headers={"Idempotency-Key": ikey},
+                    what="create",
+                    hint=(
+                        "The server may or may not have received it: call create "
+                        "again with the same arguments, or client.resume("
+                        f"{ikey!r}); the idempotency key is reused, so the video "
+                        "is made and charged once."
+                    ),
+                )
+            except (
+                AuthenticationError,
+                InsufficientCreditsError,
+                RequestValidationError,
+            ) as exc:
+                self._journal_rejected(journal, ikey, exc)
+                raise
+            except (NetworkError, ServerError, RateLimitError):
+                raise
+            except APIError as exc:
+                self._journal_rejected(journal, ikey, exc)
+                raise
+            finally:
+                pacer.release(token)
+            job = self._job_from_response(response, ikey)
+            if journal is not None:
+                journal.append(
+                    "created",
+                    idempotency_key=ikey,
+                    video_id=job.video_id,
+                    base_url=transport.base_url,
+                )
+            log.info("create: job %s started", job.video_id)
+            return job
+        finally:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.discard(ikey)
+
+    @staticmethod
+    def _journal_rejected(journal: Journal | None, ikey: str, exc: Exception) -> None:
+        if journal is not None:
+            journal.append(
+                "rejected",
+                idempotency_key=ikey,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    def _job_from_response(self, response: Any, ikey: str) -> VideoJob:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if (
+            not isinstance(body, dict)
+            or not body.get("success")
+            or not body.get("video_id")
+        ):
+            message = body.get("message") if isinstance(body, dict) else None
+            assert self._secret is not None
+            shown = self._secret.scrub(str(message or response.text[:200]))
+            raise APIError(
+                f"the server accepted the create but returned no video id: {shown}. "
+                "Check client.jobs() before trying again.",
+                status_code=response.status_code,
+                response=response,
+            )
+        return VideoJob(
+            video_id=str(body["video_id"]),
+            success=True,
+            message=body.get("message"),
+            idempotency_key=ikey,
+        )
+
+    # -- status and wait ---------------------------------------------------
+
+    def status(self, video_id: str) -> VideoStatus:
+        """Read a job's status once (retried on connection errors, 5xx and 429)."""
+        video_id = check_video_id(video_id)
+        transport = self._ensure_transport()
+        response = transport.request(
+            "GET",
+            f"/v1/video/status/{quote(video_id, safe='')}",
+            what=f"status read of {video_id}",
+        )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise APIError(
+                f"the status of {video_id} was not JSON: try again later",
+                status_code=response.status_code,
+                response=response,
+            ) from exc
+        if not isinstance(body, dict):
+            raise APIError(
+                f"the status of {video_id} was not a JSON object: try again later",
+                status_code=response.status_code,
+                response=response,
+            )
+        status = VideoStatus.from_api(body)
+        if status.video_id is None:
+            status = VideoStatus(**{**status.__dict__, "video_id": video_id})
+        return status
+
+    def wait(
+        self,
+        video_id: str,
+        timeout: float | None = None,
+        on_progress: Callable[[VideoStatus], None] | None = None,
+        *,
+        poll_interval: float | None = None,
+    ) -> VideoResult:
+        """Poll a job until it finishes and return its result.
+
+        Parameters
+        ----------
+        video_id
+            The job's id.
+        timeout
+            Seconds to wait; ``None`` means the client's ``wait_timeout``.
+        on_progress
+            Called with each :class:`VideoStatus` read, the last one included.
+        poll_interval
+            Seconds between reads; defaults to the client's.
+
+        Raises
+        ------
+        VideoFailedError
+            The job ended ``failed`` or ``status_error``.
+        WaitTimeoutError
+            The timeout passed first. The job goes on; call :meth:`resume`.
+        """
+        video_id = check_video_id(video_id)
+        self._ensure_transport()
+        limit = self.wait_timeout if timeout is None else float(timeout)
+        interval = float(poll_interval or self._poll_interval or 0.5)
+        deadline = time.monotonic() + limit
+        while True:
+            status = self.status(video_id)
+            if on_progress is not None:
+                on_progress(status)
+            if status.done:
+                return self._finish(video_id, status)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pct = status.completion_percentage
+                at = f" at {pct:.0f}%" if pct is not None else ""
+                raise WaitTimeoutError(
+                    f"video {video_id} is still {status.status}{at} after {limit:g} s. "
+                    f"The job goes on: call client.resume({video_id!r}) to wait again.",
+                    video_id=video_id,
+                    status=status,
+                )
+            self._sleep(min(interval, remaining))
+
+    def _finish(self, video_id: str, status: VideoStatus) -> VideoResult:
+        result = status.result
+        ok = status.status == "completed" and result is not None and result.success
+        journal = self._journal()
+        if journal is not None:
+            row = journal.find(video_id=video_id)
+            journal.append(
+                "status",
+                idempotency_key=row["idempotency_key"] if row else None,
+                video_id=video_id,
+                status=status.status
+                if ok or status.status != "completed"
+                else "failed",
+                url=result.s3_url if result else None,
+                error=None
+                if ok
+                else (status.error or (result.error if result else None)),
+                cost=result.cost if result else None,
+                result_title=result.title if result else None,
+            )
+        if ok:
+            assert result is not None
+            return result
+        reason = status.error or (result.error if result else None) or status.message
+        raise VideoFailedError(
+            f"video {video_id} ended {status.status}: {reason or 'no reason given'}. "
+            "Check the prompt or script and create it again.",
+            video_id=video_id,
+            status=status,
+        )
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[VideoStatus], None] | None = None,
+        **create_args: Any,
+    ) -> VideoResult:
+        """Create a video and wait for it; arguments as :meth:`create`.
+
+        Returns
+        -------
+        VideoResult
+            URL (or base64 mp4), title, transcript, sources, cost, model, timestamp.
+        """
+        job = self.create(prompt, **create_args)
+        return self.wait(job.video_id, timeout=timeout, on_progress=on_progress)
+
+    def generate_many(
+        self,
+        prompts: Iterable[str | Mapping[str, Any]],
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[VideoStatus], None] | None = None,
+        on_created: Callable[[int, VideoJob], None] | None = None,
+        raise_on_error: bool = True,
+        **create_args: Any,
+    ) -> list[VideoResult | Exception]:
+        """Create a batch under tier pacing, then wait for every job.
+
+        Parameters
+        ----------
+        prompts
+            One entry per video: a prompt string, or a dict of :meth:`create`
+            arguments that override ``create_args`` for that item.
+        timeout
+            Seconds to wait for each job once all are created.
+        on_progress
+            Called with each status read of every job.
+        on_created
+            Called with ``(index, job)`` as each job is created.
+        raise_on_error
+            True: raise :class:`BatchError` if any item failed, after every other
+            item finished. False: return the exceptions in place of results.
+        **create_args
+            Arguments of :meth:`create` shared by all items.
+
+        Returns
+        -------
+        list
+            One :class:`VideoResult` per prompt, in input order (with exceptions in
+            place when ``raise_on_error`` is false).
+
+        Notes
+        -----
+        A 401, 402 or a spent day limit stops the creates that are not sent yet
+        (they would fail alike); jobs created before are still waited for. Every
+        video id is journaled as soon as it exists, and :class:`BatchError` carries
+        them all.
+        """
+        items = list(prompts)
+        outcomes: list[Any] = [None] * len(items)
+        video_ids: list[str | None] = [None] * len(items)
+        stop: Exception | None = None
+        for index, item in enumerate(items):
+            if stop is not None:
+                outcomes[index] = stop
+                continue
+            args = dict(create_args)
+            if isinstance(item, Mapping):
+                args.update(item)
+            else:
+                args["prompt"] = item
+            try:
+                job = self.create(**args)
+            except (
+                AuthenticationError,
+                InsufficientCreditsError,
+                RateLimitError,
+            ) as exc:
+                log.warning(
+                    "generate_many: item %d failed, later items not sent: %s",
+                    index,
+                    exc,
+                )
+                outcomes[index] = exc
+                stop = exc
+                continue
+            except OpennoteError as exc:
+                log.warning("generate_many: item %d failed: %s", index, exc)
+                outcomes[index] = exc
+                continue
+            video_ids[index] = job.video_id
+            if on_created is not None:
+                on_created(index, job)
+        for index, video_id in enumerate(video_ids):
+            if video_id is None:
+                continue
+            try:
+                outcomes[index] = self.wait(
+                    video_id, timeout=timeout, on_progress=on_progress
+                )
+            except OpennoteError as exc:
+                outcomes[index] = exc
+        failed = [i for i, out in enumerate(outcomes) if isinstance(out, Exception)]
+        if failed and raise_on_error:
+            first = outcomes[failed[0]]
+            raise BatchError(
+                f"{len(failed)} of {len(items)} videos failed (items {failed}); the "
+                f"first error: {first}. The other videos finished: see .results, and "
+                ".video_ids for the jobs.",
+                results=outcomes,
+                video_ids=video_ids,
+            )
+        return outcomes
+
+    def save(self, result: VideoResult, path: str | os.PathLike[str]) -> Path:
+        """Write a finished video's mp4 to ``path`` and return the path.
+
+        A base64 result is decoded; a URL result is downloaded without the API
+        key, because video URLs are public and may point at another host. The file
+        appears complete or not at all.
+        """
+        import requests
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        data = result.video_bytes()
+        if data is not None:
+            partial.write_bytes(data)
+        elif result.s3_url:
+            try:
+                with requests.get(
+                    result.s3_url, stream=True, timeout=self._timeout
+                ) as response:
+                    if not response.ok:
+                        raise APIError(
+                            f"download of {result.s3_url} failed with HTTP "
+                            f"{response.status_code}: check the URL in a browser",
+                            status_code=response.status_code,
+                            response=response,
+                        )
+                    with open(partial, "wb") as handle:
+                        for chunk in response.iter_content(chunk_size=1 << 16):
+                            handle.write(chunk)
+            except requests.RequestException as exc:
+                raise NetworkError(
+                    f"download of {result.s3_url} failed: {type(exc).__name__}. "
+                    "Try again."
+                ) from exc
+        else:
+            raise OpennoteError(
+                f"video {result.video_id} has neither a URL nor base64 data to save"
+            )
+        os.replace(partial, target)
+        return target
+
+    # -- journal -----------------------------------------------------------
+
+    def resume(
+        self,
+        job: str | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[VideoStatus], None] | None = None,
+    ) -> VideoResult:
+        """Wait for a journaled job, re-sending its create if it never got an answer.
+
+        Parameters
+        ----------
+        job
+            A video id, or the idempotency key of a create that got no video id
+            (see :meth:`jobs`). ``None`` picks this server's newest unfinished job.
+
+        Raises
+        ------
+        OpennoteError
+            If ``job`` is None and nothing is left to resume.
+        """
+        journal = self._journal()
+        row = None
+        if journal is not None:
+            if job is None:
+                unfinished = [
+                    r
+                    for r in journal.jobs(self.scope)
+                    if r["status"] in ("sending", "pending")
+                ]
+                row = unfinished[-1] if unfinished else None
+                if row is None:
+                    raise OpennoteError(
+                        "no unfinished job in the journal for this server and key: "
+                        "client.jobs() lists the history"
+                    )
+            else:
+                row = journal.find(video_id=job) or journal.find(idempotency_key=job)
+        if row is None:
+            if job is None:
+                raise OpennoteError("the journal is off: pass a video id to resume")
+            return self.wait(job, timeout=timeout, on_progress=on_progress)
+        video_id = row["video_id"]
+        if video_id is None:
+            if row["status"] == "rejected":
+                raise OpennoteError(
+                    f"the create with idempotency key {row['idempotency_key']} was "
+                    f"rejected ({row['error']}); fix it and call create again"
+                )
+            created = self._create_payload(
+                dict(row["request"]), idempotency_key=row["idempotency_key"]
+            )
+            video_id = created.video_id
+        return self.wait(video_id, timeout=timeout, on_progress=on_progress)
+
+    def jobs(self, *, all_servers: bool = False) -> pandas.DataFrame:
+        """Return the journaled jobs as a DataFrame, oldest first.
+
+        Columns: ``video_id``, ``status`` (``sending`` means no answer arrived yet,
+        ``rejected`` a 4xx), ``prompt``, ``requested_title``, ``requested_at``,
+        ``updated_at``, ``url``, ``error``, ``cost``, ``idempotency_key``,
+        ``base_url``; plus the metadata parsed from ``url`` (``created_at``,
+        ``title``, ``file_type``) when the URL parser is available.
+
+        Parameters
+        ----------
+        all_servers
+            Include jobs of other servers and keys, not only this client's.
+        """
+        import pandas as pd
+
+        journal = Journal(data_home() / "journal.jsonl")
+        rows = journal.jobs(None if all_servers else self.scope)
+        records = []
+        for row in rows:
+            request = row["request"] or {}
+            messages = request.get("messages") or []
+            prompt = messages[-1].get("content") if messages else None
+            records.append(
+                {
+                    "video_id": row["video_id"],
+                    "status": row["status"],
+                    "prompt": prompt,
+                    "requested_title": request.get("title"),
+                    "requested_at": row["requested_at"],
+                    "updated_at": row["updated_at"],
+                    "url": row["url"],
+                    "error": row["error"],
+                    "cost": row["cost"],
+                    "idempotency_key": row["idempotency_key"],
+                    "base_url": row["base_url"],
+                }
+            )
+        columns = [
+            "video_id",
+            "status",
+            "prompt",
+            "requested_title",
+            "requested_at",
+            "updated_at",
+            "url",
+            "error",
+            "cost",
+            "idempotency_key",
+            "base_url",
+        ]
+        frame = pd.DataFrame.from_records(records, columns=columns)
+        for name in ("requested_at", "updated_at"):
+            frame[name] = pd.to_datetime(frame[name], unit="s", utc=True)
+        return _add_url_metadata(frame)
+
+
+def _add_url_metadata(frame: pandas.DataFrame) -> pandas.DataFrame:
+    """Add the columns the URL parser reads from ``url``, when it exists."""
+    try:
+        from opennote_jupyter.urls import parse_video_urls
+    except ImportError:
+        return frame
+    urls = frame["url"]
+    mask = urls.notna()
+    if not mask.any():
+        for name in ("created_at", "title", "file_type"):
+            frame[name] = None
+        return frame
+    parsed = parse_video_urls(list(urls[mask]))
+    import pandas as pd
+
+    if not isinstance(parsed, pd.DataFrame):
+        parsed = pd.DataFrame([getattr(p, "__dict__", p) for p in parsed])
+    parsed.index = urls[mask].index
+    for name in ("created_at", "title", "file_type"):
+        if name in parsed.columns:
+            frame[name] = parsed[name].reindex(frame.index)
+    return frame

@@ -1,0 +1,216 @@
+"""OpennoteClient against the real local backend over HTTP: the plain paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from opennote_jupyter.client import OpennoteClient
+from opennote_jupyter.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InsufficientCreditsError,
+    RequestValidationError,
+    VideoFailedError,
+    WaitTimeoutError,
+)
+from opennote_jupyter.models import VideoResult, VideoStatus
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENNOTE_JUPYTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OPENNOTE_API_KEY", raising=False)
+    monkeypatch.delenv("OPENNOTE_BASE_URL", raising=False)
+
+
+def _org_client(backend, **kwargs) -> OpennoteClient:
+    key = backend.create_key(
+        org=f"org-{uuid.uuid4().hex[:8]}",
+        tier="enterprise",
+        credits=1000.0,
+        per_minute=1000,
+        per_day=10000,
+    )
+    kwargs.setdefault("tier", "enterprise")
+    kwargs.setdefault("per_minute", 1000)
+    kwargs.setdefault("per_day", 10000)
+    return OpennoteClient(key, backend.base_url, poll_interval=0.1, **kwargs)
+
+
+def test_import_pulls_no_notebook_libraries():
+    code = (
+        "import sys, opennote_jupyter.client, opennote_jupyter.cli_create\n"
+        "bad = [m for m in ('IPython', 'pandas', 'ipywidgets') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_generate_returns_typed_result(local_backend):
+    client = _org_client(local_backend)
+    seen: list[VideoStatus] = []
+    result = client.generate(
+        "Explain why the sky is blue",
+        title="Blue sky",
+        length=1,
+        on_progress=seen.append,
+    )
+    assert isinstance(result, VideoResult)
+    assert result.success
+    assert result.url is not None
+    assert result.url.startswith(local_backend.base_url + "/files/")
+    assert result.title == "Blue sky"
+    assert result.cost > 0
+    assert seen
+    assert seen[-1].status == "completed"
+
+
+def test_create_without_upload_gives_bytes(local_backend):
+    client = _org_client(local_backend)
+    result = client.generate("Momentum", length=1, upload_to_s3=False)
+    assert result.url is None
+    data = result.video_bytes()
+    assert data is not None
+    assert data[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "words"),
+    [
+        ({"length": 9}, "length", "from 1 to 5"),
+        ({"length": 0}, "length", "from 1 to 5"),
+        ({"length": True}, "length", "integer"),
+        ({"source_count": 6}, "source_count", "from 1 to 5"),
+        ({"search_for": "x" * 101}, "search_for", "at most 100"),
+        ({"script": "a" * 6001, "prompt": None}, "script", "maximum of 6000"),
+        ({"webhook_url": "ftp://x"}, "webhook_url", "http"),
+        ({"prompt": "  "}, "prompt", "non-empty"),
+        ({"include_sources": "yes"}, "include_sources", "True or False"),
+    ],
+)
+def test_create_validates_before_sending(args, field, words):
+    # An unroutable base URL proves no request is made: validation comes first.
+    client = OpennoteClient("on-test-key-1234", "http://127.0.0.1:9", journal=False)
+    call = {"prompt": "Gravity", **args}
+    with pytest.raises(RequestValidationError) as info:
+        client.create(**call)
+    assert info.value.field == field
+    assert field in str(info.value)
+    assert words in str(info.value)
+
+
+def test_messages_must_end_with_user():
+    client = OpennoteClient("on-test-key-1234", "http://127.0.0.1:9", journal=False)
+    with pytest.raises(RequestValidationError, match="last message must be a user"):
+        client.create(
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+            ]
+        )
+    with pytest.raises(RequestValidationError, match="only the first message"):
+        client.create(
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "gravity"},
+            ]
+        )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "   ",
+        "token",
+        "$OPENNOTE_API_KEY",
+        "<your key>",
+        "your-api-key",
+        "YOUR_API_KEY",
+        "xxxxxxxx",
+        "Bearer token",
+        "sk-...",
+    ],
+)
+def test_placeholder_keys_rejected(key):
+    with pytest.raises(ConfigurationError, match="OPENNOTE_API_KEY") as info:
+        OpennoteClient(key, "http://127.0.0.1:9")
+    if key.strip():
+        assert key not in str(info.value) or key == "token"
+
+
+def test_placeholder_key_from_environment(monkeypatch):
+    monkeypatch.setenv("OPENNOTE_API_KEY", "$OPENNOTE_API_KEY")
+    with pytest.raises(ConfigurationError, match="placeholder"):
+        OpennoteClient()
+
+
+def test_base_url_without_key_rejected():
+    with pytest.raises(ConfigurationError, match="no API key"):
+        OpennoteClient(base_url="http://127.0.0.1:9")
+
+
+def test_key_resolution_from_environment(local_backend, monkeypatch):
+    key = local_backend.create_key(org=f"org-{uuid.uuid4().hex[:8]}", credits=10.0)
+    monkeypatch.setenv("OPENNOTE_API_KEY", key)
+    monkeypatch.setenv("OPENNOTE_BASE_URL", local_backend.base_url)
+    client = OpennoteClient(poll_interval=0.1)
+    assert client.base_url == local_backend.base_url
+    assert client.tier.name == "developer"
+    assert key not in repr(client)
+    job = client.create("Ohm's law", length=1)
+    assert client.status(job.video_id).video_id == job.video_id
+
+
+def test_hosted_default_base_url():
+    client = OpennoteClient("on-test-key-1234", journal=False)
+    assert client.base_url == "https://api.opennote.com"
+    assert client.tier.name == "developer"
+
+
+def test_wrong_key_raises_authentication_error(local_backend):
+    client = OpennoteClient("on-wrong-key-0000", local_backend.base_url)
+    with pytest.raises(AuthenticationError, match="OPENNOTE_API_KEY") as info:
+        client.create("Gravity", length=1)
+    assert info.value.status_code == 401
+    assert info.value.response is not None
+    sent = info.value.response.request.headers["Authorization"]
+    assert "on-wrong-key-0000" not in sent
+
+
+def test_no_credits_raises_402(local_backend):
+    key = local_backend.create_key(org=f"org-{uuid.uuid4().hex[:8]}", credits=0.0)
+    client = OpennoteClient(key, local_backend.base_url)
+    with pytest.raises(InsufficientCreditsError, match="Load credits"):
+        client.create("Gravity", length=1)
+
+
+def test_wait_timeout_keeps_job(local_backend):
+    client = _org_client(local_backend)
+    job = client.create("Thermodynamics", length=5)
+    with pytest.raises(WaitTimeoutError, match="resume") as info:
+        client.wait(job.video_id, timeout=0.0)
+    assert info.value.video_id == job.video_id
+    result = client.resume(job.video_id, timeout=60)
+    assert result.success
+
+
+def test_unknown_video_id(local_backend):
+    client = _org_client(local_backend)
+    with pytest.raises(Exception, match="404"):
+        client.status("00000000-0000-4000-8000-000000000000")
+
+
+def test_failed_status_raises(local_backend):
+    client = _org_client(local_backend)
+    status = VideoStatus(video_id="v1", status="failed", error="renderer crashed")
+    with pytest.raises(VideoFailedError, match="renderer crashed"):
+        client._finish("v1", status)

@@ -95,14 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create_key.set_defaults(handler=_keys_create)
 
-    try:
-        from opennote_jupyter import cli_create
-    except ImportError:
-        # NOTE: the 'create' subcommand lives in cli_create, which is written
-        # separately; until it exists the command offers only serve and keys.
-        cli_create = None
-    if cli_create is not None:
-        cli_create.add_parser(commands)
+    from opennote_jupyter import cli_create
+
+    cli_create.add_parser(commands)
     return parser
 
 
@@ -157,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``opennote-video`` with ``argv`` (default ``sys.argv[1:]``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    # cli_create may register its handler as "func", the argparse documentation's name.
-    handler = getattr(args, "handler", None) or getattr(args, "func", None)
-    return int(handler(args) or 0)
+    return int(args.handler(args) or 0)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -18,7 +19,7 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from opennote_jupyter import contract
 from opennote_jupyter.notebook import background, session
@@ -275,10 +276,11 @@ class OpennoteMagics(Magics):
         through jupyter-server-proxy (see ``opennote_jupyter.notebook.player``).
         """
         try:
-            args = parse_argstring(self.opennote_video, line)
+            # Shell quoting, unlike IPython's arg_split, which keeps the quotes.
+            argv = shlex.split(line, posix=True)
         except ValueError as exc:
-            # arg_split raises ValueError for an unclosed quote.
             raise UsageError(f"cannot parse the options {line!r}: {exc}") from None
+        args = self.opennote_video.parser.parse_args(argv)
         request = build_request(args, cell)
         client = self._client()
         progress = ProgressDisplay()
@@ -468,7 +470,9 @@ class OpennoteMagics(Magics):
             jobs = client.jobs()
         except OpennoteError as exc:
             raise OpennoteCellError(describe_error(exc)) from exc
-        backend = "local backend" if client.uses_local_backend else "hosted API"
+        backend = (
+            "embedded local backend" if client.uses_local_backend else "Opennote API"
+        )
         key_source = (
             "none (local backend key)"
             if client.uses_local_backend

@@ -51,15 +51,20 @@ def read_json(path: Path, default: Any) -> Any:
         return default
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON; readers see the old or the new file, never half."""
+def write_json_atomic(path: Path, data: Any, *, durable: bool = False) -> None:
+    """Write ``data`` as JSON; readers see the old or the new file, never half.
+
+    ``durable=True`` also flushes the file to disk before the rename, which costs
+    milliseconds per call; without it a power cut may lose the last write.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -942,24 +942,16 @@ class OpennoteClient:
 
 
 def _add_url_metadata(frame: pandas.DataFrame) -> pandas.DataFrame:
-    """Add the columns the URL parser reads from ``url``, when it exists."""
-    try:
-        from opennote_jupyter.urls import parse_video_urls
-    except ImportError:
-        return frame
-    urls = frame["url"]
-    mask = urls.notna()
-    if not mask.any():
-        for name in ("created_at", "title", "file_type"):
+    """Add ``created_at``, ``title`` and ``file_type`` parsed from ``url``."""
+    from opennote_jupyter.urls import parse_video_urls
+
+    names = ("created_at", "title", "file_type")
+    if frame.empty:
+        for name in names:
             frame[name] = None
         return frame
-    parsed = parse_video_urls(list(urls[mask]))
-    import pandas as pd
-
-    if not isinstance(parsed, pd.DataFrame):
-        parsed = pd.DataFrame([getattr(p, "__dict__", p) for p in parsed])
-    parsed.index = urls[mask].index
-    for name in ("created_at", "title", "file_type"):
-        if name in parsed.columns:
-            frame[name] = parsed[name].reindex(frame.index)
+    # Rows without a URL (still rendering, failed) get missing values.
+    parsed = parse_video_urls(frame["url"], errors="coerce")
+    for name in names:
+        frame[name] = parsed[name].to_numpy()
     return frame

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -209,8 +210,27 @@ def test_unknown_video_id(local_backend):
         client.status("00000000-0000-4000-8000-000000000000")
 
 
-def test_failed_status_raises(local_backend):
-    client = _org_client(local_backend)
-    status = VideoStatus(video_id="v1", status="failed", error="renderer crashed")
-    with pytest.raises(VideoFailedError, match="renderer crashed"):
-        client._finish("v1", status)
+def test_failed_job_raises_video_failed(tmp_path):
+    from opennote_jupyter.local import start_local_backend
+
+    # A backend stopped mid-render marks the job failed when it starts again.
+    backend = start_local_backend(tmp_path / "backend")
+    key = backend.create_key("org-fail", credits=50.0)
+    try:
+        client = OpennoteClient(key, backend.base_url, poll_interval=0.05)
+        job = client.create("Maxwell's equations", length=5)
+        deadline = time.monotonic() + 30
+        while client.status(job.video_id).completion_percentage in (None, 0.0):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        backend.stop()
+    backend = start_local_backend(tmp_path / "backend")
+    try:
+        client = OpennoteClient(key, backend.base_url, poll_interval=0.05)
+        with pytest.raises(VideoFailedError, match="ended failed") as info:
+            client.wait(job.video_id, timeout=30)
+    finally:
+        backend.stop()
+    assert info.value.video_id == job.video_id
+    assert info.value.status.status == "failed"

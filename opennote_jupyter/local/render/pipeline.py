@@ -141,6 +141,7 @@ def render(
     on_stage: StageCallback | None = None,
     *,
     use_voice: bool | None = None,
+    frame_rate: float | None = None,
 ) -> RenderResult:
     """Render ``request`` into ``work_dir``; see :func:`render_video`.
 
@@ -149,6 +150,11 @@ def render(
     use_voice
         False makes a silent video timed by reading speed. None reads the
         ``OPENNOTE_JUPYTER_VOICE`` environment variable ("off" disables the voice).
+    frame_rate
+        None (the default) writes one frame per visual change. A number of frames
+        per second instead composes, converts and encodes every frame at that
+        constant rate, as piping frames into an encoder does; benchmarks use it
+        as the baseline.
 
     Raises
     ------
@@ -188,24 +194,36 @@ def render(
     for number, slide in enumerate(slide_list):
         slide_images.append(slides.draw_slide(slide))
         progress("slides", 30 + 30 * (number + 1) / len(slide_list))
+    slide_pictures = [encode.rgb_to_yuv420(image) for image in slide_images]
 
     frames = _frame_schedule(slide_starts, cues, duration)
-    cue_images: dict[int, np.ndarray] = {}
-    empty_band = slides.empty_caption()
+    if frame_rate is not None:
+        frames = _constant_rate(frames, duration, frame_rate)
+    bands: dict[int | None, np.ndarray] = {
+        None: encode.rgb_to_yuv420(slides.empty_caption())
+    }
 
-    def composed():
+    def pictures():
         for pts, slide_index, cue_index in frames:
-            image = slide_images[slide_index].copy()
-            if cue_index is None:
-                band = empty_band
-            else:
-                band = cue_images.get(cue_index)
-                if band is None:
-                    band = cue_images[cue_index] = slides.draw_caption(
-                        [cues[cue_index].text]
-                    )
-            image[layout.CAPTION_TOP :] = band
-            yield pts, image
+            if frame_rate is not None:
+                yield pts, _convert_every_frame(slide_images[slide_index], cue_index)
+                continue
+            band = bands.get(cue_index)
+            if band is None:
+                rgb = slides.draw_caption([cues[cue_index].text])
+                band = bands[cue_index] = encode.rgb_to_yuv420(rgb)
+            picture = encode.replace_rows(
+                slide_pictures[slide_index], band, layout.CAPTION_TOP
+            )
+            yield pts, picture
+
+    def _convert_every_frame(image: np.ndarray, cue_index: int | None) -> np.ndarray:
+        image = image.copy()
+        if cue_index is None:
+            image[layout.CAPTION_TOP :] = slides.empty_caption()
+        else:
+            image[layout.CAPTION_TOP :] = slides.draw_caption([cues[cue_index].text])
+        return encode.rgb_to_yuv420(image)
 
     done = 0
 
@@ -222,7 +240,7 @@ def render(
         video_path,
         lambda temp: encode.encode_mp4(
             temp,
-            composed(),
+            pictures(),
             round(duration * 1000),
             audio,
             sample_rate,
@@ -302,6 +320,20 @@ def _frame_schedule(
     if not frames or frames[0][0] != 0:
         frames.insert(0, (0, 0, None))
     return frames
+
+
+def _constant_rate(
+    frames: list[tuple[int, int, int | None]], duration: float, frame_rate: float
+) -> list[tuple[int, int, int | None]]:
+    """Repeat the scheduled pictures at a constant ``frame_rate``."""
+    starts = [pts for pts, _, _ in frames]
+    result = []
+    count = int(duration * frame_rate)
+    for number in range(count):
+        pts = round(number * 1000 / frame_rate)
+        index = bisect.bisect_right(starts, pts) - 1
+        result.append((pts, *frames[index][1:]))
+    return result
 
 
 def _write_atomically(path: Path, write) -> None:

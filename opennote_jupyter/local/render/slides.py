@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import get_font
+from matplotlib.ft2font import LoadFlags
 from matplotlib.transforms import IdentityTransform
 
 from opennote_jupyter.local.render import layout
@@ -79,27 +81,45 @@ def _hex(color: str) -> np.ndarray:
 
 
 def draw_caption(lines: list[str]) -> np.ndarray:
-    """Return the caption band holding ``lines``, centered, as an RGB array."""
+    """Return the caption band holding ``lines``, centered, as an RGB array.
+
+    Captions are plain text, so they are drawn straight from FreeType glyph
+    bitmaps, which takes about a tenth of the time of a matplotlib figure.
+    """
     height = layout.HEIGHT - layout.CAPTION_TOP
+    band = empty_caption().astype(np.float32)
+    foreground = _hex(CAPTION_COLOR).astype(np.float32)
+    step = layout.CAPTION_SIZE * layout.LINE_SPACING
+    top = (height - step * len(lines)) / 2
     with layout.MPL_LOCK:
-        figure, canvas = _canvas(layout.WIDTH, height, CAPTION_BACKGROUND)
-        prop = layout.font(layout.CAPTION_SIZE)
-        step = layout.CAPTION_SIZE * layout.LINE_SPACING
-        top = (height - step * len(lines)) / 2
+        face = get_font(layout.REGULAR_FONT)
         for number, text in enumerate(lines):
+            face.clear()
+            face.set_size(layout.CAPTION_SIZE, 72)
+            face.set_text(layout.displayable(text), 0.0, flags=LoadFlags.FORCE_AUTOHINT)
+            face.draw_glyphs_to_bitmap(antialiased=True)
+            coverage = np.asarray(face.get_image(), dtype=np.float32) / 255.0
+            descent = face.get_descent() / 64
             baseline = top + step * (number + 0.78)
-            figure.text(
-                layout.WIDTH / 2,
-                height - baseline,
-                text,
-                fontproperties=prop,
-                color=CAPTION_COLOR,
-                transform=IdentityTransform(),
-                va="baseline",
-                ha="center",
-                parse_math=False,
-            )
-        return _rgb(canvas)
+            row = round(baseline - (coverage.shape[0] - descent))
+            column = round((layout.WIDTH - coverage.shape[1]) / 2)
+            _blend(band, coverage, row, column, foreground)
+    return band.round().astype(np.uint8)
+
+
+def _blend(
+    band: np.ndarray, coverage: np.ndarray, row: int, column: int, color: np.ndarray
+) -> None:
+    """Paint ``color`` into ``band`` with ``coverage`` as alpha, clipped to the band."""
+    rows, columns = coverage.shape
+    top, left = max(row, 0), max(column, 0)
+    bottom = min(row + rows, band.shape[0])
+    right = min(column + columns, band.shape[1])
+    if bottom <= top or right <= left:
+        return
+    alpha = coverage[top - row : bottom - row, left - column : right - column, None]
+    region = band[top:bottom, left:right]
+    region[:] = region * (1.0 - alpha) + color * alpha
 
 
 def empty_caption() -> np.ndarray:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# flock/msvcrt locks coordinate processes; this lock orders threads of one process
-# first, so a thread never waits on a lock its own process holds through another fd.
+# flock and msvcrt locks coordinate processes. This lock orders the threads of one
+# process first, so no thread waits on a file lock its own process already has.
 _THREAD_LOCK = threading.RLock()
 
 

@@ -369,10 +369,10 @@ class Transport:
         """Send a request and return its 2xx response, or raise a typed error.
 
         Connection errors, timeouts, 5xx and 429 are retried up to
-        ``retry.attempts`` times when ``retry`` is true. The caller allows it only
-        for requests that are safe to repeat: reads, and creates that carry an
-        ``Idempotency-Key`` so the server runs them at most once. 4xx other than
-        429 are never retried.
+        ``retry.attempts`` times when ``retry`` is true. Callers pass true only for
+        requests that are safe to repeat: status reads, and creates that carry an
+        ``Idempotency-Key``, which the server runs at most once per key. Other 4xx
+        are never retried.
         """
         headers = headers or {}
         attempts = max(1, self.retry.attempts if retry else 1)

@@ -157,7 +157,7 @@ def _check_messages(messages: Any) -> list[dict[str, str]]:
         raise _invalid(
             f"messages[{len(out) - 1}].role",
             out[-1]["role"],
-            "the last message must be a user message: it says what the video is about",
+            "the last message must be a user message: it states the video's topic",
         )
     return out
 

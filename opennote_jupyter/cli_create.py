@@ -1,7 +1,7 @@
 """``opennote-video create``: make one video from the terminal.
 
-The key comes from ``$OPENNOTE_API_KEY`` (never from a command-line option, which
-would end up in shell history); with no key the local backend makes the video.
+The key comes from ``$OPENNOTE_API_KEY`` only, because a command-line option would
+end up in shell history. With no key the local backend makes the video.
 """
 
 from __future__ import annotations

@@ -103,9 +103,10 @@ class OpennoteClient:
         Server root. Defaults to ``$OPENNOTE_BASE_URL``, then
         ``https://api.opennote.com``.
     tier
-        Rate-limit tier of the key's organization: ``"developer"`` (3 creates per
-        minute, 50 per day; the default for a key), ``"scale"``, or
-        ``"enterprise"``/``"custom"`` with ``per_minute`` and ``per_day``.
+        Rate-limit tier of the key's organization. ``"developer"`` (3 creates per
+        minute, 50 per day) is the default for a key. The others are ``"scale"``
+        and ``"enterprise"`` (alias ``"custom"``), which needs ``per_minute`` and
+        ``per_day``.
     per_minute, per_day
         Custom limits; passing them without ``tier`` means enterprise.
     pacing_windows
@@ -287,7 +288,10 @@ class OpennoteClient:
         return f"OpennoteClient(base_url={where!r}, tier={tier!r}, api_key='***')"
 
     def __reduce__(self) -> Any:
-        raise TypeError("OpennoteClient holds an API key and cannot be pickled")
+        raise TypeError(
+            "OpennoteClient contains an API key and cannot be pickled: create a "
+            "new client in the other process"
+        )
 
     def __enter__(self) -> OpennoteClient:
         return self
@@ -389,9 +393,9 @@ class OpennoteClient:
 
         The request is checked locally first. It is paced under the tier,
         journaled with a fresh ``Idempotency-Key`` before it is sent, and retried
-        with the same key after a lost answer (connection error, timeout, 5xx,
+        with the same key after a lost response (connection error, timeout, 5xx,
         429), so the server makes and charges the video once. If an earlier call
-        with the same arguments never got an answer (for example, the kernel
+        with the same arguments never got a response (for example, the kernel
         died), its key is reused.
 
         Parameters
@@ -423,7 +427,7 @@ class OpennoteClient:
         RateLimitError
             The tier's next slot, or the server's ``Retry-After``, is too far away.
         NetworkError, ServerError
-            No answer after the retries; calling again reuses the key.
+            No response after the retries. Calling again reuses the key.
         """
         payload = build_create_payload(
             prompt,
@@ -725,8 +729,8 @@ class OpennoteClient:
 
         Notes
         -----
-        A 401, 402 or a spent day limit stops the creates that are not sent yet
-        (they would fail alike); jobs created before are still waited for. Every
+        A 401, 402 or a spent day limit stops the creates that are not sent yet,
+        because they would fail alike. Jobs created before are still waited for. Every
         video id is journaled as soon as it exists, and :class:`BatchError` carries
         them all.
         """
@@ -837,7 +841,7 @@ class OpennoteClient:
         timeout: float | None = None,
         on_progress: Callable[[VideoStatus], None] | None = None,
     ) -> VideoResult:
-        """Wait for a journaled job, re-sending its create if it never got an answer.
+        """Wait for a journaled job, re-sending its create if it never got a response.
 
         Parameters
         ----------
@@ -887,7 +891,7 @@ class OpennoteClient:
     def jobs(self, *, all_servers: bool = False) -> pandas.DataFrame:
         """Return the journaled jobs as a DataFrame, oldest first.
 
-        Columns: ``video_id``, ``status`` (``sending`` means no answer arrived yet,
+        Columns: ``video_id``, ``status`` (``sending`` means no response arrived yet,
         ``rejected`` a 4xx), ``prompt``, ``requested_title``, ``requested_at``,
         ``updated_at``, ``url``, ``error``, ``cost``, ``idempotency_key``,
         ``base_url``; plus the metadata parsed from ``url`` (``created_at``,

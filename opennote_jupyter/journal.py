@@ -164,10 +164,10 @@ class Journal:
     def reusable_key(self, scope: str, intent: str, in_flight: set[str]) -> str | None:
         """Return the key of an unanswered create of the same intent, if any.
 
-        An intent qualifies when it got no video id and no rejection, is younger
-        than the server's idempotency window, and no live request uses it: its
-        process is gone (a crashed kernel) or is this one and the request ended
-        without an answer.
+        An intent qualifies when it got no video id and no rejection, and is younger
+        than the server's idempotency window. No live request may use it either: its
+        process is gone (a crashed kernel), or it is this process and the request
+        ended without a response.
         """
         now = time.time()
         me = os.getpid()

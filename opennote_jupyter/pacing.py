@@ -2,7 +2,7 @@
 
 The send times of recent creates are stored per scope (server plus key
 fingerprint) in one JSON file in :func:`~opennote_jupyter.paths.data_home`, so a
-restarted kernel, or a second notebook, still knows what was sent in the last minute
+restarted kernel, or a second notebook, still reads what was sent in the last minute
 and day. The file is rewritten atomically under a file lock.
 """
 
@@ -124,7 +124,7 @@ class Pacer:
         ------
         RateLimitError
             When the next slot is more than ``max_wait`` seconds away (for example,
-            the day's limit is used up); ``retry_after`` says how long.
+            the day's limit is used up); ``retry_after`` is the wait in seconds.
         """
         for _ in range(_MAX_ROUNDS):
             with file_lock(self._lock_path):

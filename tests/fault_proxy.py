@@ -1,9 +1,9 @@
 """A fault-injecting HTTP proxy on 127.0.0.1 for client tests.
 
-It forwards requests to a real server and, where a test's plan says so, breaks
+It forwards requests to a real server and, where a test's plan requests it, breaks
 the exchange in ways a healthy server will not on demand: it drops the connection
-after the server handled the request (the answer is lost), drops it before, holds
-the answer past the client's timeout, or answers by itself (a 500, a 429 with a
+after the server handled the request (the response is lost), drops it before, holds
+the response past the client's timeout, or responds by itself (a 500, a 429 with a
 chosen ``Retry-After``, a 401 that echoes the caller's key).
 
 This is the one deliberate stand-in in the client tests: every job still comes
@@ -33,9 +33,9 @@ HOP_HEADERS = {
 class Fault:
     """What the proxy does with one request.
 
-    ``kind`` is one of ``drop_after`` (forward, then close without answering),
+    ``kind`` is one of ``drop_after`` (forward, then close without responding),
     ``drop_before`` (close without forwarding), ``slow`` (forward, then wait
-    ``delay`` seconds before answering) or ``respond`` (answer ``status``,
+    ``delay`` seconds before responding) or ``respond`` (respond with ``status``,
     ``headers`` and ``body`` without forwarding; ``{auth}`` in the body becomes the
     request's bearer token).
     """
@@ -62,7 +62,7 @@ class Seen:
 
 @dataclass(frozen=True)
 class Request:
-    """What a plan sees of a request.
+    """The request data a plan receives.
 
     ``attempt`` counts requests with the same method, path and
     ``Idempotency-Key``, from 1, so it numbers the retries of one create.
@@ -112,7 +112,7 @@ class FaultProxy:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening, release held answers and close the socket."""
+        """Stop listening, release held responses and close the socket."""
         self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
@@ -173,7 +173,7 @@ class FaultProxy:
         finally:
             conn.close()
 
-    def _answer(
+    def _respond(
         self,
         handler: BaseHTTPRequestHandler,
         status: int,
@@ -189,7 +189,7 @@ class FaultProxy:
             handler.end_headers()
             handler.wfile.write(data)
         except OSError:
-            # The client gave up (its timeout passed); nothing to answer.
+            # The client gave up (its timeout passed); nothing to send.
             pass
         handler.close_connection = True
 
@@ -212,7 +212,7 @@ class FaultProxy:
             data = fault.body.replace("{auth}", token).encode()
             headers = [("Content-Type", "application/json"), *fault.headers.items()]
             self._record(handler, fault, False, fault.status)
-            self._answer(handler, fault.status, headers, data)
+            self._respond(handler, fault.status, headers, data)
             return
         status, headers, data = self._forward(handler, body)
         self._record(handler, fault, True, status)
@@ -220,4 +220,4 @@ class FaultProxy:
             return
         if fault is not None and fault.kind == "slow":
             self._stopping.wait(fault.delay)
-        self._answer(handler, status, headers, data)
+        self._respond(handler, status, headers, data)

@@ -1,7 +1,7 @@
 """Client retries and idempotency through a fault-injecting proxy.
 
 The proxy (tests/fault_proxy.py) sits in front of a real local backend and loses
-answers, delays them, or answers by itself; the server behind it is never mocked.
+responses, delays them, or sends its own; the server behind it is never mocked.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_parse_retry_after_future_date():
     assert parse_retry_after(header, now=now) == pytest.approx(30.0, abs=1.0)
 
 
-# -- 200 creates through lost answers ---------------------------------------
+# -- 200 creates through lost responses ---------------------------------------
 
 
 def test_200_creates_through_drops_make_200_jobs(tmp_path):

@@ -126,7 +126,7 @@ def test_killed_kernel_create_is_not_paid_twice(local_backend, home):
     org, key = _enterprise_key(local_backend)
 
     def plan(request: Request) -> Fault | None:
-        # Hold the first answer so the process dies after the server made the job.
+        # Hold the first response so the process dies after the server made the job.
         if request.method == "POST" and request.attempt == 1:
             return Fault("slow", delay=30.0)
         return None

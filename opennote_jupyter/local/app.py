@@ -174,6 +174,9 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
         response_model=CreateVideoResponse,
         responses={
             **auth_errors,
+            # FastAPI answers 400 when the body is not text at all (not UTF-8);
+            # malformed JSON text is a 422 like any other validation error.
+            400: {"model": ErrorResponse, "description": "Body could not be read"},
             402: {"model": ErrorResponse, "description": "Not enough credits"},
             413: {"model": ErrorResponse, "description": "Request body too large"},
             429: {"model": ErrorResponse, "description": "Rate limit reached"},
@@ -314,9 +317,8 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
 
     runner.status_payload = status_payload
 
-    @app.api_route(
+    @app.get(
         "/files/{key:path}",
-        methods=["GET", "HEAD"],
         response_class=FileResponse,
         responses={404: {"model": ErrorResponse, "description": "No such file"}},
     )
@@ -331,6 +333,11 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
             if found is not None:
                 return found
         raise HTTPException(404, f"No file with key {key!r}: use a URL from a status.")
+
+    # HEAD shares the handler; FileResponse then sends the headers only.
+    app.add_api_route(
+        "/files/{key:path}", video_file, methods=["HEAD"], include_in_schema=False
+    )
 
     def _lookup_file(key: str) -> FileResponse | None:
         if key.endswith(".mp4"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -73,16 +74,29 @@ class Backend:
         return sock
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 8000) -> None:
-        """Serve in this thread until interrupted (Ctrl-C or SIGTERM)."""
+        """Serve in this thread until interrupted by SIGINT (Ctrl-C) or SIGTERM.
+
+        uvicorn shuts down gracefully on either signal and then raises it again
+        with the handler that was installed before it started. Here SIGINT comes
+        back as ``KeyboardInterrupt`` and SIGTERM as ``SystemExit``; both end
+        this call normally, after the render workers are told to stop.
+        """
         sock = self.bind(host, port)
         server = uvicorn.Server(self._config())
         self.runner.start()
         logger.info(
             "local backend serving %s from %s", self.settings.base_url, self.data_dir
         )
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
+            previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             server.run(sockets=[sock])
+        except (KeyboardInterrupt, SystemExit):
+            pass
         finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
             self.runner.stop()
             sock.close()
             logger.info("local backend at %s stopped", self.settings.base_url)
@@ -157,3 +171,7 @@ class Backend:
             lifespan="off",
             timeout_graceful_shutdown=2,
         )
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)

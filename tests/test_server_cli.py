@@ -1,0 +1,139 @@
+"""``opennote-video serve`` and ``keys create``, and the embedded backend helpers."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+CLI = [sys.executable, "-m", "opennote_jupyter.cli"]
+PROMPT = {"messages": [{"role": "user", "content": "What is a prime?"}], "length": 1}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def keys_create(data_dir, *args):
+    return subprocess.run(
+        [*CLI, "keys", "create", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_keys_create_prints_key_once(tmp_path):
+    done = keys_create(tmp_path, "--org", "team", "--tier", "scale", "--credits", "5")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("onl_")
+    assert len(lines[0]) > 40
+    # Only the hash is stored.
+    assert lines[0].encode() not in (tmp_path / "backend.sqlite3").read_bytes()
+
+
+def test_keys_create_rejects_bad_tier(tmp_path):
+    done = keys_create(tmp_path, "--org", "team", "--tier", "platinum")
+    assert done.returncode == 2
+    assert "unknown tier 'platinum'" in done.stderr
+    assert done.stdout == ""
+    done = keys_create(tmp_path, "--org", "team", "--tier", "enterprise")
+    assert done.returncode == 2
+    assert "per_minute" in done.stderr
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_serve_with_cli_key(tmp_path, stop_signal):
+    done = keys_create(tmp_path, "--org", "team", "--tier", "developer")
+    key = done.stdout.strip()
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *CLI,
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+            "--minute-seconds",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = requests.get(f"{base_url}/v1/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        assert health.text == "OK"
+        headers = {"Authorization": f"Bearer {key}"}
+        codes = [
+            requests.post(
+                f"{base_url}/v1/video/create", json=PROMPT, headers=headers, timeout=10
+            ).status_code
+            for _ in range(4)
+        ]
+        # The developer tier allows three creates per (shortened) minute.
+        assert codes == [200, 200, 200, 429]
+    finally:
+        server.send_signal(stop_signal)
+        try:
+            log = server.communicate(timeout=20)[0]
+        except subprocess.TimeoutExpired:
+            server.kill()
+            log = server.communicate()[0]
+    assert server.returncode == 0, log
+    assert "local backend serving http://127.0.0.1:" in log
+    assert "POST /v1/video/create 429" in log
+    assert "stopped" in log
+    assert key not in log
+
+
+def test_package_import_is_light():
+    code = (
+        "import sys, opennote_jupyter.local; "
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'av') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_default_backend_is_shared(tmp_path):
+    code = (
+        "import requests\n"
+        "from opennote_jupyter.local import default_backend\n"
+        "first = default_backend()\n"
+        "assert default_backend() is first\n"
+        "print(requests.get(first.base_url + '/v1/health', timeout=5).text)\n"
+        "print(first.data_dir)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"OPENNOTE_JUPYTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    health, data_dir = done.stdout.split()
+    assert health == "OK"
+    assert data_dir == str(tmp_path / "local-backend")

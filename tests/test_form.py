@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import ipywidgets
@@ -156,3 +157,18 @@ def test_unexpected_error_shown_in_form(client):
     assert "Unexpected error: ZeroDivisionError" in form.status.value
     assert "<summary>Traceback</summary>" in form.status.value
     assert not form.submit.disabled
+
+
+def test_rate_limit_shows_wait_time(local_backend):
+    key = local_backend.create_key(org=f"busy-{uuid.uuid4().hex[:8]}", tier="developer")
+    client = OpennoteClient(key, local_backend.base_url, max_pacing_wait=0.0)
+    for number in range(3):
+        client.create(f"Filler video {number}.", length=1)
+    form = VideoForm(client=client)
+    form.prompt.value = "The fourth create in one minute."
+    form.submit.click()
+    form.wait(30)
+    assert "RateLimitError" in form.status.value
+    assert re.search(r"\b[1-9]\d* s\b", form.status.value), form.status.value
+    assert not form.submit.disabled
+    assert form.history[-1]["state"] == "failed"

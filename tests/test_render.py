@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import tempfile
+import threading
 from pathlib import Path
 
 import av
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opennote_jupyter.local.render import RenderRequest, pipeline, render_video, slides
+from opennote_jupyter.local.render.layout import CAPTION_TOP
+from opennote_jupyter.local.render.script import parse_script
 from opennote_jupyter.local.render.voice import VOICE_ENV
 
 SCRIPT = """Energy and mass
@@ -168,3 +174,76 @@ def test_render_empty_script_rejected(tmp_path):
     with pytest.raises(ValueError, match="no text"):
         render_video(RenderRequest(script="-----\n\n-----\n"), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def _frame_at(frames, seconds: float):
+    shown = [frame for frame in frames if frame.time <= seconds + 1e-6]
+    return shown[-1]
+
+
+def test_render_burns_captions_in(tmp_path):
+    result = render_video(RenderRequest(script=SCRIPT), tmp_path)
+    cues = read_cues(result.captions_path)
+    with av.open(str(result.video_path)) as container:
+        frames = list(container.decode(video=0))
+    for start, end, _ in cues[:6]:
+        image = _frame_at(frames, (start + end) / 2).to_ndarray(format="rgb24")
+        band = image[CAPTION_TOP + 8 : -8]
+        assert band.max() > 200
+    # Between the title and the first section nothing is spoken.
+    gap = (cues[0][1] + cues[1][0]) / 2
+    assert cues[1][0] - cues[0][1] >= pipeline.PART_GAP - 0.01
+    image = _frame_at(frames, gap).to_ndarray(format="rgb24")
+    assert image[CAPTION_TOP + 8 : -8].max() < 60
+
+
+def test_render_two_threads_at_once(tmp_path):
+    results = {}
+    errors = []
+
+    def run(name: str) -> None:
+        try:
+            results[name] = render_video(
+                RenderRequest(script=f"Thread {name}\nA short script for {name}."),
+                tmp_path / name,
+            )
+        except Exception as exc:  # reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    for name in ("a", "b"):
+        check_video(results[name].video_path, results[name].duration)
+        assert f"script for {name}" in results[name].transcript
+
+
+script_text = st.lists(
+    st.one_of(
+        st.text(min_size=0, max_size=40),
+        st.sampled_from(["-----", "", "$x^2$ and $", "W" * 150, "$\\frac{1}{$"]),
+    ),
+    min_size=1,
+    max_size=12,
+).map("\n".join)
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(script=script_text)
+def test_render_random_scripts(tmp_path, script):
+    work_dir = Path(tempfile.mkdtemp(dir=tmp_path))
+    request = RenderRequest(script=script, title="Random")
+    if not parse_script(script):
+        with pytest.raises(ValueError, match="no text"):
+            render_video(request, work_dir)
+        return
+    result = render_video(request, work_dir)
+    check_video(result.video_path, result.duration)
+    check_captions(result.captions_path, result.duration)

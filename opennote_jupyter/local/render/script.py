@@ -160,7 +160,7 @@ def build_script(request: RenderRequest) -> Script:
         raise ValueError(
             "the request has no text to narrate: pass a non-empty script or messages"
         )
-    if not sections and not request.title.strip():
+    if not sections:
         raise ValueError(
             "the script has no text outside its separator lines: write at least one "
             "section"

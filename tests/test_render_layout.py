@@ -1,0 +1,214 @@
+"""Slide layout, captions and script parsing of the local renderer."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from opennote_jupyter.local.render import RenderRequest, captions, layout, slides
+from opennote_jupyter.local.render.script import (
+    build_script,
+    parse_script,
+    sections_from_messages,
+)
+
+RIGHT_EDGE = layout.WIDTH - layout.MARGIN_X
+
+words = st.one_of(
+    st.text(alphabet="abcdefghij", min_size=1, max_size=12),
+    st.text(alphabet="Wm", min_size=60, max_size=200),  # wider than a line
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from(
+        [
+            "$x^2$",
+            "$\\frac{a}{b}$",
+            "$E=mc^2$,",
+            "$",
+            "$$",
+            "$\\frac{$",
+            "$\\undefinedcommand{x}$",
+            "$" + "x+" * 80 + "x$",  # wider than a line: stays literal
+            "$\\sum_{i=0}^{n} i$",
+            "日本語",
+            "😀",
+            "-----",
+        ]
+    ),
+)
+paragraphs = st.lists(words, min_size=0, max_size=120).map(" ".join)
+
+
+def check_slide_fits(slide: layout.SlideLayout) -> None:
+    for line in slide.lines:
+        for run in line.runs:
+            width, height, descent = layout.measure(
+                run.text, line.size, line.bold, run.math
+            )
+            assert run.x >= layout.MARGIN_X - 0.01
+            assert run.x + width <= RIGHT_EDGE + 0.01, run.text
+            assert line.y - (height - descent) >= 0
+            assert line.y + descent <= layout.CAPTION_TOP
+        assert line.size >= 28
+
+
+def shown_tokens(slides_: list[layout.SlideLayout]) -> list[int]:
+    shown: list[int] = []
+    for slide in slides_:
+        for line in slide.lines:
+            for index in line.tokens:
+                if not shown or shown[-1] != index:
+                    shown.append(index)
+    return shown
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(heading=st.text(max_size=80), body=st.lists(paragraphs, max_size=4))
+def test_section_layout_never_overflows(heading, body):
+    heading = " ".join(heading.split())
+    token_lists = [layout.tokenize(paragraph) for paragraph in body]
+    result = layout.layout_section(heading, token_lists, 0)
+    for slide in result:
+        check_slide_fits(slide)
+    total = sum(len(tokens) for tokens in token_lists)
+    assert shown_tokens(result) == list(range(total))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(title=paragraphs)
+def test_title_layout_never_overflows(title):
+    result = layout.layout_title(title)
+    assert result
+    for slide in result:
+        check_slide_fits(slide)
+    if title.split():
+        assert shown_tokens(result) == list(range(len(layout.tokenize(title, 60))))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=paragraphs)
+def test_caption_cues_fit_one_line(text):
+    timed = [(word, i * 0.3, i * 0.3 + 0.3) for i, word in enumerate(text.split())]
+    cues = captions.group_words(timed)
+    for cue in cues:
+        width = layout.measure(cue.text, layout.CAPTION_SIZE, False, False)[0]
+        assert width <= layout.MAX_LINE_WIDTH
+        assert cue.start <= cue.end
+    starts = [cue.start for cue in cues]
+    assert starts == sorted(starts)
+    joined = "".join(cue.text.replace(" ", "") for cue in cues)
+    assert joined == layout.displayable("".join(text.split()))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "W" * 400,
+        "$" + "\\frac{1}{2}+" * 30 + "x$ and words after it",
+        "mixed 日本語 😀 text with $\\alpha^2$ and a $ broken sign " * 6,
+    ],
+)
+def test_drawn_slide_keeps_margins_clear(text):
+    result = layout.layout_section("Heading", [layout.tokenize(text)], 0)
+    background = np.array([255, 255, 255], dtype=np.uint8)
+    for slide in result:
+        image = slides.draw_slide(slide)
+        body = image[20 : layout.CAPTION_TOP]
+        # Glyph ink may overhang its advance width by a few pixels at most.
+        right_margin = body[:, RIGHT_EDGE + 8 :]
+        left_margin = body[:, : layout.MARGIN_X - 8]
+        assert (right_margin == background).all()
+        assert (left_margin == background).all()
+
+
+def _luminance(color: str) -> float:
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [
+        c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels
+    ]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(first: str, second: str) -> float:
+    high, low = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize(
+    ("text", "background"),
+    [
+        (slides.BODY_COLOR, slides.LIGHT_BACKGROUND),
+        (slides.HEADING_COLOR, slides.LIGHT_BACKGROUND),
+        (slides.TITLE_COLOR, slides.DARK_BACKGROUND),
+        (slides.CAPTION_COLOR, slides.CAPTION_BACKGROUND),
+    ],
+)
+def test_text_contrast_at_least_7(text, background):
+    assert _contrast(text, background) >= 7.0
+
+
+def test_text_sizes_at_least_28px():
+    assert layout.BODY_SIZE >= 28
+    assert layout.CAPTION_SIZE >= 28
+    assert min(layout.TITLE_SIZES) >= 28
+    assert layout.HEADING_SIZE >= 28
+
+
+def test_caption_band_draws_text():
+    band = slides.draw_caption(["Hello captions"])
+    empty = slides.empty_caption()
+    assert band.shape == empty.shape
+    assert (band != empty).any()
+    assert band.max() > 200
+
+
+def test_espeak_event_struct_layout():
+    from opennote_jupyter.local.render.voice import _Event
+
+    pointer = ctypes.sizeof(ctypes.c_void_p)
+    assert _Event.user_data.offset == 24
+    assert _Event.id.offset == 24 + pointer
+    assert ctypes.sizeof(_Event) == 24 + 2 * pointer
+
+
+def test_parse_script_headings():
+    sections = parse_script(
+        "Intro\nFirst body line.\n\nSecond paragraph.\n-----\n"
+        "A single line without heading.\n ------ \n\n-----\nLast\nEnd."
+    )
+    assert [s.heading for s in sections] == ["Intro", "", "Last"]
+    assert sections[0].paragraphs == ("First body line.", "Second paragraph.")
+    assert sections[1].paragraphs == ("A single line without heading.",)
+
+
+def test_messages_split_without_new_words():
+    messages = (("user", "One. Two. Three. Four. Five."),)
+    sections, subject, notes = sections_from_messages(messages, 2)
+    assert len(sections) == 2
+    text = " ".join(p for s in sections for p in s.paragraphs)
+    assert text == "One. Two. Three. Four. Five."
+    assert subject == messages[0][1]
+    assert notes
+
+
+def test_messages_fewer_sentences_than_length():
+    sections, _, notes = sections_from_messages((("user", "Only one"),), 4)
+    assert len(sections) == 1
+    assert any("1 section" in note for note in notes)
+
+
+def test_build_script_title_from_prompt():
+    script = build_script(RenderRequest(messages=(("user", "why is the sky blue?"),)))
+    assert script.title == "Why is the sky blue"
+
+
+def test_messages_without_user_rejected():
+    with pytest.raises(ValueError, match="no user message"):
+        build_script(RenderRequest(messages=(("system", "Be brief."),)))

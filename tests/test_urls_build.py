@@ -19,10 +19,16 @@ def test_build_key_matches_published_example():
 
 
 def test_build_key_keeps_slash_literal():
-    key = build_video_key(datetime(2025, 1, 2), "8159b304-0462-4273-a89d-8bc9bdde926b", "GPS/IMU")
+    key = build_video_key(
+        datetime(2025, 1, 2), "8159b304-0462-4273-a89d-8bc9bdde926b", "GPS/IMU"
+    )
     assert key.endswith("--GPS/IMU.mp4")
 
 
 def test_build_key_rejects_aware_datetime():
     with pytest.raises(ValueError, match="naive UTC"):
-        build_video_key(datetime(2025, 1, 2, tzinfo=timezone.utc), "8159b304-0462-4273-a89d-8bc9bdde926b", "t")
+        build_video_key(
+            datetime(2025, 1, 2, tzinfo=timezone.utc),
+            "8159b304-0462-4273-a89d-8bc9bdde926b",
+            "t",
+        )

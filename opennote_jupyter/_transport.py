@@ -21,6 +21,7 @@ from datetime import timezone
 from typing import Any
 
 import requests
+import requests.auth
 
 from opennote_jupyter.errors import (
     APIError,
@@ -191,11 +192,48 @@ def scrub_response(response: requests.Response | None, secret: Secret) -> None:
 
 
 def _scrub_exception(exc: requests.RequestException, secret: Secret) -> None:
+    """Remove the key from a requests exception and drop its frames.
+
+    The frames of requests and urllib3 hold the request headers in local
+    variables, which tracebacks with locals (``capture_locals=True``, IPython's
+    verbose mode, ``pytest -l``) would print.
+    """
     request = getattr(exc, "request", None)
     headers = getattr(request, "headers", None)
     if headers is not None and "Authorization" in headers:
         headers["Authorization"] = f"Bearer {REDACTED}"
     scrub_response(getattr(exc, "response", None), secret)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """Set the ``Authorization`` header on the prepared request, and remove it after.
+
+    Going through ``auth=`` keeps the key out of the header dicts that the
+    caller's frames hold.
+    """
+
+    def __init__(self, secret: Secret) -> None:
+        self._secret = secret
+        self._prepared: list[requests.PreparedRequest] = []
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._secret.reveal()}"
+        self._prepared.append(request)
+        return request
+
+    def scrub(self) -> None:
+        """Replace the key in every request this object prepared."""
+        for request in self._prepared:
+            request.headers["Authorization"] = f"Bearer {REDACTED}"
+
+    def __repr__(self) -> str:
+        return "_BearerAuth('***')"
 
 
 def _validation_error(response: requests.Response, secret: Secret) -> Exception:
@@ -339,19 +377,27 @@ class Transport:
     def _send_once(
         self, method: str, path: str, json_body: Any, headers: dict[str, str]
     ) -> requests.Response:
-        all_headers = {"Authorization": f"Bearer {self._secret.reveal()}", **headers}
+        auth = _BearerAuth(self._secret)
         try:
             response = self._session.request(
                 method,
                 self.base_url + path,
                 json=json_body,
-                headers=all_headers,
+                headers=headers,
+                auth=auth,
                 timeout=self.timeout,
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
+            auth.scrub()
             _scrub_exception(exc, self._secret)
             raise
+        except BaseException:
+            # KeyboardInterrupt mid-request: frames in its traceback still refer
+            # to the prepared headers, which are scrubbed in place.
+            auth.scrub()
+            raise
+        auth.scrub()
         scrub_response(response, self._secret)
         return response
 

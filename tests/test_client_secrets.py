@@ -6,6 +6,7 @@ import logging
 import pickle
 import traceback
 import uuid
+from pathlib import Path
 
 import pytest
 from fault_proxy import Fault, FaultProxy, Request
@@ -27,6 +28,7 @@ def _visible_text(exc: BaseException) -> str:
         str(exc),
         repr(exc),
         "".join(traceback.format_exception(exc)),
+        _library_locals(exc),
     ]
     response = getattr(exc, "response", None)
     if response is not None:
@@ -39,6 +41,23 @@ def _visible_text(exc: BaseException) -> str:
         if request is not None:
             parts.append(repr(request.headers))
         cause = cause.__cause__ or cause.__context__
+    return "\n".join(parts)
+
+
+def _library_locals(exc: BaseException) -> str:
+    """Locals of the library frames, as tracebacks with locals print them.
+
+    The test's own frames are skipped: they hold the key because the test does.
+    """
+    summary: traceback.TracebackException | None = (
+        traceback.TracebackException.from_exception(exc, capture_locals=True)
+    )
+    parts = []
+    while summary is not None:
+        for frame in summary.stack:
+            if Path(frame.filename).parent.name != "tests":
+                parts.append(repr(frame.locals))
+        summary = summary.__cause__ or summary.__context__
     return "\n".join(parts)
 
 

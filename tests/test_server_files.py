@@ -167,3 +167,23 @@ def test_file_route_rejects_video_id_names(local_backend, uploaded):
     for path in (f"/files/{video_id}.mp4", f"/files/videos/{video_id}.mp4"):
         code, _ = raw_get(local_backend, path)
         assert code == 404
+
+
+def test_missing_file_is_status_error(local_backend):
+    status = make_video(local_backend, upload_to_s3=True, title="Doomed")
+    video_id = status["video_id"]
+    (local_backend.data_dir / "videos" / f"{video_id}.mp4").unlink()
+    answer = requests.get(
+        f"{local_backend.base_url}/v1/video/status/{video_id}",
+        headers=auth(local_backend.api_key),
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "status_error"
+    assert body["success"] is False
+    assert body["error"] == "video file missing"
+    url = status["response"]["s3_url"]
+    assert requests.get(url, timeout=10).status_code == 404
+    # The captions are still there and still served.
+    assert requests.get(url[: -len(".mp4")] + ".vtt", timeout=10).status_code == 200

@@ -1,10 +1,9 @@
 """Job life cycle: progress through render stages, restarts, webhooks.
 
 Some tests pass their own ``render`` function to ``Backend``, the documented hook
-for swapping the renderer. They wrap the real renderer to slow it down, or, where a
-render must stay in progress until the test kills the server, stand in for it with
-one that reports a stage and then blocks: a real render cannot be held mid-way on
-demand.
+for swapping the renderer. Most wrap the real renderer to slow it down. Where a
+render must stay in progress until the test kills the server, a stand-in reports
+one stage and then blocks, because a real render cannot be held mid-way on demand.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def test_limit_counts_per_organization(short_backend):
     assert first_key != second_key
     for key in (first_key, second_key, first_key):
         assert create(short_backend, key).status_code == 200
-    # The organization's three creates are used up, whichever key asks.
+    # The organization's three creates are used up, whichever key sends.
     for key in (second_key, first_key):
         answer = create(short_backend, key)
         assert answer.status_code == 429
@@ -72,8 +72,8 @@ def test_retry_after_is_when_oldest_leaves(short_backend):
     after = time.time()
     assert answer.status_code == 429
     retry_after = int(answer.headers["Retry-After"])
-    # The oldest create was recorded between `sent` and `received`; a slot opens
-    # when it leaves the window, about 2.5 s from now, so not the full window.
+    # The oldest create was recorded between `sent` and `received`. A slot opens
+    # when it leaves the window, about 2.5 s from now rather than a full window.
     lowest = max(1, math.ceil(sent + MINUTE - after))
     highest = max(1, math.ceil(received + MINUTE - before))
     assert lowest <= retry_after <= highest
@@ -113,7 +113,7 @@ def test_idempotent_create_replays(short_backend):
     key = short_backend.create_key(org=org_name(), tier="developer", credits=1)
     first = create(short_backend, key, **{"Idempotency-Key": "abc-1"})
     assert first.status_code == 200
-    # Same key again: the first answer, no new job, no second charge (the
+    # Same key again: the first response, no new job, no second charge (the
     # organization's single credit is spent, so a new job would be a 402).
     for _ in range(4):
         again = create(short_backend, key, **{"Idempotency-Key": "abc-1"})

@@ -53,7 +53,7 @@ def test_no_server_errors(fuzzed_backend, mode):
     def check(case):
         # The schema cannot state the cross-field rules (messages or script, the
         # last message from the user, no blank text), so some schema-valid bodies
-        # get a 422 by design; every other check, the 5xx check first, still runs.
+        # get a 422 by design. Every other check, the 5xx check first, still runs.
         case.call_and_validate(
             base_url=fuzzed_backend.base_url,
             headers=headers,

@@ -39,7 +39,7 @@ class Settings:
     ``minute_seconds`` and ``day_seconds`` are the lengths of the two rate-limit
     windows; shortening them lets tests of pacing run in seconds. An
     ``Idempotency-Key`` is remembered for ``day_seconds``, which is 24 hours by
-    default. ``base_url`` is filled in once the server knows its port.
+    default. ``base_url`` is set once the server has bound its port.
     """
 
     data_dir: Path
@@ -174,8 +174,8 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
         response_model=CreateVideoResponse,
         responses={
             **auth_errors,
-            # FastAPI answers 400 when the body is not text at all (not UTF-8);
-            # malformed JSON text is a 422 like any other validation error.
+            # FastAPI returns 400 when the body is not UTF-8 text. Malformed JSON
+            # text is a 422 like any other validation error.
             400: {"model": ErrorResponse, "description": "Body could not be read"},
             402: {"model": ErrorResponse, "description": "Not enough credits"},
             413: {"model": ErrorResponse, "description": "Request body too large"},
@@ -302,6 +302,17 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
             cost=job.cost,
             timestamp=job.created_at,
         )
+        if not runner.video_path(job.id).is_file():
+            logger.error("job %s is completed but its video file is missing", job.id)
+            return StatusResponse(
+                success=False,
+                status="status_error",
+                message="The video was made, but its file is missing from the "
+                "server's data directory. Create the video again.",
+                completion_percentage=100.0,
+                video_id=job.id,
+                error="video file missing",
+            ).model_dump()
         if job.file_key is not None:
             video.s3_url = f"{settings.base_url}/files/{job.file_key}"
         else:
@@ -324,8 +335,9 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
     )
     def video_file(key: str, request: Request) -> Any:
         """Serve a finished video (``.mp4``) or its captions (``.vtt``) by URL key."""
-        # The key in a video URL is already percent-encoded, so it arrives in the
-        # raw path; a client that encoded it once more sends it in the decoded path.
+        # The key in a video URL is already percent-encoded, so it arrives
+        # unchanged in the raw path. A client that encoded it once more sends
+        # it in the decoded path instead.
         raw = request.scope.get("raw_path", b"").decode("latin-1")
         raw_key = raw[len("/files/") :] if raw.startswith("/files/") else ""
         for candidate in dict.fromkeys((raw_key, key)):
@@ -342,13 +354,17 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
     def _lookup_file(key: str) -> FileResponse | None:
         if key.endswith(".mp4"):
             job = store.job_for_file_key(key)
-            if job is not None:
-                return FileResponse(runner.video_path(job.id), media_type="video/mp4")
+            path = runner.video_path(job.id) if job else None
+            media_type = "video/mp4"
         elif key.endswith(".vtt"):
             job = store.job_for_file_key(key[: -len(".vtt")] + ".mp4")
-            if job is not None:
-                return FileResponse(runner.captions_path(job.id), media_type="text/vtt")
-        return None
+            path = runner.captions_path(job.id) if job else None
+            media_type = "text/vtt"
+        else:
+            return None
+        if path is None or not path.is_file():
+            return None
+        return FileResponse(path, media_type=media_type)
 
     wrapped = _BodyLimitAndAccessLog(app, settings.max_body_bytes)
     wrapped.fastapi = app

@@ -1,8 +1,8 @@
 """Render queued jobs in worker threads and publish the finished files.
 
-Files live in ``data_dir / "videos"`` named by video id (``<id>.mp4`` and
-``<id>.vtt``); the URL key built by :func:`~opennote_jupyter.urls.build_video_key`
-is stored with the job and mapped back to those files by the file route. Naming
+Files live in ``data_dir / "videos"``, named by video id (``<id>.mp4`` and
+``<id>.vtt``). The URL key built by :func:`~opennote_jupyter.urls.build_video_key`
+is stored with the job, and the file route maps it back to those files. Naming
 files by id rather than by key keeps every name short and free of ``/`` although a
 twice-encoded title may be longer than a file system allows in one name.
 """
@@ -65,7 +65,7 @@ class JobRunner:
 
     Workers are daemon threads, so an embedded backend never keeps its process
     alive. When the runner stops, a running render aborts at its next stage and
-    its job ends ``failed``; a render the process kills outright is marked failed
+    its job ends ``failed``. A render that dies with its process is marked failed
     by :meth:`recover` at the next start.
     """
 
@@ -115,6 +115,7 @@ class JobRunner:
         for job in self.store.jobs_in_state(st.RENDERING):
             logger.warning("job %s was rendering when the server stopped", job.id)
             self._fail(job.id, INTERRUPTED_MESSAGE, "server stopped during rendering")
+            shutil.rmtree(self.work_root / job.id, ignore_errors=True)
         for job in self.store.jobs_in_state(st.QUEUED):
             logger.info("job %s requeued after a restart", job.id)
             self._queue.put(job.id)

@@ -99,7 +99,7 @@ class CreateVideoRequest(BaseModel):
 
 
 class CreateVideoResponse(BaseModel):
-    """Body of a create's answer."""
+    """Body of the response to a create."""
 
     success: bool
     message: str | None = None
@@ -141,6 +141,6 @@ class StatusResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Body of a 401, 402, 404, 413 or 429 answer."""
+    """Body of a 400, 401, 402, 404, 413 or 429 response."""
 
     detail: str

@@ -79,7 +79,7 @@ class Backend:
         uvicorn shuts down gracefully on either signal and then raises it again
         with the handler that was installed before it started. Here SIGINT comes
         back as ``KeyboardInterrupt`` and SIGTERM as ``SystemExit``; both end
-        this call normally, after the render workers are told to stop.
+        this call normally, after the render workers are stopped.
         """
         sock = self.bind(host, port)
         server = uvicorn.Server(self._config())

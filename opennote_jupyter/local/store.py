@@ -104,7 +104,7 @@ class Job:
 
 @dataclass(frozen=True)
 class CreateOutcome:
-    """What :meth:`Store.create_job` decided.
+    """The decision of :meth:`Store.create_job`.
 
     ``kind`` is ``created``, ``replayed``, ``key_reused`` (same idempotency key,
     different body), ``rate_limited`` (``retry_after`` is set) or ``unpaid``.
@@ -122,7 +122,7 @@ def retry_after_seconds(
     """Return the seconds until one more request fits in a sliding window.
 
     ``times`` are the accepted requests' times in ascending order. When fewer than
-    ``limit`` of them lie inside ``(now - window, now]`` the answer is ``None``.
+    ``limit`` of them lie inside ``(now - window, now]`` the result is ``None``.
     Otherwise a slot opens when the request at position ``len(inside) - limit``
     leaves the window; with exactly ``limit`` requests inside that is the oldest.
     """

@@ -16,7 +16,7 @@ class WebhookSender:
 
     A delivery is tried ``attempts`` times. Before try ``n`` (counting from 1) the
     sender waits ``min(first_delay * 2 ** (n - 2), max_delay)`` seconds. A 2xx
-    answer ends the delivery; anything else is logged and retried, and a delivery
+    response ends the delivery; anything else is logged and retried, and a delivery
     that runs out of tries is logged and dropped: it never changes the job.
     """
 
@@ -63,7 +63,7 @@ class WebhookSender:
                     )
                     return
             try:
-                answer = requests.post(url, json=payload, timeout=self.timeout)
+                response = requests.post(url, json=payload, timeout=self.timeout)
             except requests.RequestException as exc:
                 logger.warning(
                     "webhook for job %s, try %d of %d, failed: %s",
@@ -73,12 +73,12 @@ class WebhookSender:
                     exc,
                 )
                 continue
-            if 200 <= answer.status_code < 300:
+            if 200 <= response.status_code < 300:
                 logger.info(
                     "webhook for job %s delivered on try %d (HTTP %d)",
                     video_id,
                     attempt,
-                    answer.status_code,
+                    response.status_code,
                 )
                 return
             logger.warning(
@@ -86,7 +86,7 @@ class WebhookSender:
                 video_id,
                 attempt,
                 self.attempts,
-                answer.status_code,
+                response.status_code,
             )
         logger.error(
             "webhook for job %s not delivered after %d tries; the job is unaffected",

@@ -1,8 +1,8 @@
 """Time a 60-second local render against piping every frame at 30 fps.
 
 Run with ``python benchmarks/render_benchmark.py``. Both renders use the same
-script, voice, slides and encoder settings in the same process; the baseline
-only differs in writing (and converting) a frame every 1/30 s instead of one
+script, voice, slides and encoder settings in the same process. The baseline
+differs only in converting and writing a frame every 1/30 s instead of one
 frame per visual change. Each is run ``--repeat`` times and the fastest counts.
 """
 

@@ -128,6 +128,7 @@ def test_render_messages_builds_script_locally(tmp_path):
     assert result.title == "Explain photosynthesis"
     assert any("built locally from the prompt text" in note for note in result.notes)
     assert "You are a teacher" not in result.transcript
+    assert "Part 1 of" not in result.transcript
     assert "Plants store energy in sugar." in result.transcript
     assert result.transcript.index("Explain") < result.transcript.index("Plants")
 

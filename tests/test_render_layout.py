@@ -192,6 +192,8 @@ def test_messages_split_without_new_words():
     messages = (("user", "One. Two. Three. Four. Five."),)
     sections, subject, notes = sections_from_messages(messages, 2)
     assert len(sections) == 2
+    assert [s.heading for s in sections] == ["Part 1 of 2", "Part 2 of 2"]
+    assert not any(s.narrate_heading for s in sections)
     text = " ".join(p for s in sections for p in s.paragraphs)
     assert text == "One. Two. Three. Four. Five."
     assert subject == messages[0][1]

@@ -26,7 +26,7 @@ def group_words(
 ) -> list[Cue]:
     """Join timed words into cues that fit on one caption line.
 
-    ``words`` holds ``(text, start, end)`` in order. A cue ends after a sentence,
+    ``words`` contains ``(text, start, end)`` in order. A cue ends after a sentence,
     at eight words, or before it would grow wider than ``max_width`` pixels. A word
     wider than a whole line is cut into pieces that share its time.
     """

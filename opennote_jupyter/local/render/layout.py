@@ -401,8 +401,8 @@ def layout_section(
 ) -> list[SlideLayout]:
     """Lay out a section on as many slides as its text needs.
 
-    ``paragraphs`` holds the body tokens; they are numbered from ``first_index``
-    in order, and every slide after the first repeats the heading.
+    ``paragraphs`` contains the body tokens, numbered from ``first_index`` in
+    order. Every slide after the first repeats the heading.
     """
     heading_tokens = tokenize(heading, HEADING_SIZE)
     heading_drafts = wrap(heading_tokens, -1, HEADING_SIZE, True) if heading else []

@@ -23,7 +23,7 @@ from opennote_jupyter.local.render import (
     slides,
     voice,
 )
-from opennote_jupyter.local.render.script import build_script
+from opennote_jupyter.local.render.script import Section, build_script
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,11 @@ class _Part:
     start: float = 0.0  # seconds from the start of the video
 
 
-def _section_part(heading: str, paragraphs: tuple[str, ...]) -> _Part:
-    token_lists = [layout.tokenize(paragraph) for paragraph in paragraphs]
+def _section_part(section: Section) -> _Part:
+    heading = section.heading
+    token_lists = [layout.tokenize(paragraph) for paragraph in section.paragraphs]
     spoken = ""
-    if heading:
+    if heading and section.narrate_heading:
         spoken = heading if _ENDS_SENTENCE.search(heading) else heading + "."
     offsets = []
     for tokens in token_lists:
@@ -153,8 +154,8 @@ def render(
     frame_rate
         None (the default) writes one frame per visual change. A number of frames
         per second instead composes, converts and encodes every frame at that
-        constant rate, as piping frames into an encoder does; benchmarks use it
-        as the baseline.
+        constant rate, as piping frames into an encoder does. Benchmarks use it as
+        the baseline.
 
     Raises
     ------
@@ -169,10 +170,11 @@ def render(
     script = build_script(request)
     with layout.MPL_LOCK:
         parts = [_title_part(script.title)]
-        parts += [_section_part(s.heading, s.paragraphs) for s in script.sections]
+        parts += [_section_part(section) for section in script.sections]
     notes = list(script.notes)
     progress("script", 10)
 
+    progress("voice", 10)
     _narrate(parts, notes, use_voice)
     progress("voice", 30)
 
@@ -275,9 +277,13 @@ def _narrate(parts: list[_Part], notes: list[str], use_voice: bool | None) -> No
     else:
         failure = f"the voice is turned off ({voice.VOICE_ENV}=off)"
     if failure is None:
-        for part in parts:
-            part.speech = voice.speak(part.spoken)
-        return
+        try:
+            for part in parts:
+                part.speech = voice.speak(part.spoken)
+            return
+        except OSError as exc:
+            logger.warning("eSpeak NG failed, making a silent video: %s", exc)
+            failure = str(exc)
     notes.append(
         f"No voice could be loaded ({failure}), so the video is silent and its "
         "captions are timed by reading speed."

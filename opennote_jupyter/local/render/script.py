@@ -20,6 +20,9 @@ class Section:
 
     heading: str
     paragraphs: tuple[str, ...]
+    # False for a heading made by the renderer (such as "Part 2 of 3"), which is
+    # shown on the slide but is no text of the user's to narrate.
+    narrate_heading: bool = True
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def parse_script(text: str) -> tuple[Section, ...]:
     """Split a ready script into sections at lines of dashes.
 
     A section's first line is its heading when more text follows it and it has at
-    most 80 characters; otherwise the whole section is body text. Sections with no
+    most 80 characters. Otherwise the whole section is body text. Sections with no
     text are dropped.
     """
     sections = []
@@ -124,7 +127,12 @@ def sections_from_messages(
     for index, sentence in enumerate(sentences):
         groups[index * count // len(sentences)].append(sentence)
     sections = tuple(
-        Section(heading="", paragraphs=(" ".join(group),)) for group in groups
+        Section(
+            heading=f"Part {number} of {count}" if count > 1 else "",
+            paragraphs=(" ".join(group),),
+            narrate_heading=False,
+        )
+        for number, group in enumerate(groups, start=1)
     )
     notes = [
         "The script was built locally from the prompt text, with no language model."

@@ -66,7 +66,7 @@ _Callback = ctypes.CFUNCTYPE(
 class Speech:
     """Audio for one text and the time each word starts.
 
-    ``word_times`` holds ``(char_offset, seconds)`` pairs: the 0-based character
+    ``word_times`` contains ``(char_offset, seconds)`` pairs: the 0-based character
     offset of a word in the text and when it starts in ``samples``.
     """
 

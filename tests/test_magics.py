@@ -6,6 +6,7 @@ read back from the client's own on-disk job journal.
 
 from __future__ import annotations
 
+import atexit
 import http.server
 import json
 import os
@@ -20,6 +21,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from traitlets.config import Config
 
 from opennote_jupyter.client import OpennoteClient
 from opennote_jupyter.journal import Journal
@@ -44,14 +46,30 @@ def env(tmp_path, monkeypatch, local_backend):
     session.reset()
 
 
+def new_shell() -> InteractiveShell:
+    """Return a fresh InteractiveShell with the extension loaded."""
+    InteractiveShell.clear_instance()
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "opennote_jupyter")
+    return shell
+
+
+def close_shell(shell: InteractiveShell) -> None:
+    # Runs the shell's exit hooks now, while its temporary IPython dir exists,
+    # and only once: IPython's second call would fail.
+    shell.atexit_operations()
+    atexit.unregister(shell.atexit_operations)
+    InteractiveShell.clear_instance()
+
+
 @pytest.fixture
 def shell(env, local_backend):
     """A fresh InteractiveShell with the extension loaded and a generous tier."""
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "opennote_jupyter")
-    # The backend key's organization allows 1000 creates a minute; telling the
-    # client so keeps its pacing (3 a minute for an unknown key) out of the way.
+    shell = new_shell()
+    # The backend key's organization allows 1000 creates a minute. The client
+    # paces an unknown key at 3 a minute, so it is told the real limits.
     session.use_client(
         OpennoteClient(
             local_backend.api_key,
@@ -64,7 +82,7 @@ def shell(env, local_backend):
     yield shell
     assert background.wait_all(60), "a background job did not finish"
     session.reset()
-    InteractiveShell.clear_instance()
+    close_shell(shell)
 
 
 def journal_requests() -> list[dict]:
@@ -342,29 +360,25 @@ def assert_one_line_failure(result, captured, *needles):
 
 def test_bad_key_is_one_line_and_fails(env, monkeypatch):
     monkeypatch.setenv("OPENNOTE_API_KEY", "on_" + uuid.uuid4().hex)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
+    shell = new_shell()
     try:
-        shell.run_line_magic("load_ext", "opennote_jupyter")
         result, captured = run_cell(shell, "%%opennote_video\nExplain.")
         assert_one_line_failure(result, captured, "AuthenticationError", "401")
         assert os.environ["OPENNOTE_API_KEY"] not in captured.stdout
     finally:
-        InteractiveShell.clear_instance()
+        close_shell(shell)
 
 
 def test_no_credits_is_one_line_and_fails(env, monkeypatch, local_backend):
     key = local_backend.create_key(org=f"broke-{uuid.uuid4().hex[:8]}", credits=0)
     monkeypatch.setenv("OPENNOTE_API_KEY", key)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
+    shell = new_shell()
     try:
-        shell.run_line_magic("load_ext", "opennote_jupyter")
         result, captured = run_cell(shell, "%%opennote_video\nExplain.")
         assert_one_line_failure(result, captured, "InsufficientCreditsError", "402")
         assert key not in captured.stdout
     finally:
-        InteractiveShell.clear_instance()
+        close_shell(shell)
 
 
 def test_run_all_stops_at_failed_cell(shell, monkeypatch):
@@ -456,10 +470,8 @@ def test_login_keeps_key_in_memory(env, monkeypatch, local_backend):
     monkeypatch.delenv("OPENNOTE_API_KEY")
     # Stands in for the user typing the key at the prompt.
     monkeypatch.setattr(getpass, "getpass", lambda prompt="": local_backend.api_key)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
+    shell = new_shell()
     try:
-        shell.run_line_magic("load_ext", "opennote_jupyter")
         with capture_output() as captured:
             shell.run_line_magic("opennote", "login")
         assert "memory only" in captured.stdout
@@ -474,7 +486,7 @@ def test_login_keeps_key_in_memory(env, monkeypatch, local_backend):
             shell.run_line_magic("opennote", "status")
         assert "Key: %opennote login" in captured.stdout
     finally:
-        InteractiveShell.clear_instance()
+        close_shell(shell)
 
 
 def test_login_without_stdin_explains_env(shell, monkeypatch):

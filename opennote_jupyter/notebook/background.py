@@ -6,9 +6,10 @@ Background work here changes the front end in two ways only, and neither depends
 which cell is executing:
 
 - ``update_display_data`` messages (the magics' progress and player). JupyterLab
-  and Notebook 7 forward them to every output that registered the display id
-  (``KernelConnection._handleDisplayId`` in @jupyterlab/services 7), whatever the
-  parent header; nbclient updates outputs by display id too.
+  and Notebook 7 forward them to every output that registered the display id,
+  whatever their parent header (``KernelConnection._handleDisplayId`` in
+  @jupyterlab/services 7). nbclient also updates outputs by display id, but only
+  for messages whose parent is the cell it is running.
 - Widget state changes (the form), sent as ``comm_msg`` and routed by comm id.
 
 What breaks under ipykernel 7 is output that relies on the parent header, like

@@ -266,7 +266,7 @@ class VideoForm(widgets.VBox):
         except OpennoteError as exc:
             self._fail(entry, describe_error(exc))
         except Exception as exc:
-            # A bug, not an API answer: show it with its traceback in the form.
+            # A bug rather than an API error: show it with its traceback in the form.
             details = html.escape("".join(traceback.format_exception(exc)))
             self._fail(
                 entry,

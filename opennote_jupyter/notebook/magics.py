@@ -258,9 +258,10 @@ class OpennoteMagics(Magics):
         """Create an Opennote video from the cell body and play it in the output.
 
         The body is the prompt, sent exactly as written: ``{braces}``, ``$``,
-        quotes and backslashes are not expanded, neither in the body nor in the
-        options. A body whose sections are separated by lines of ``-----`` is a
-        ready script that is narrated as written::
+        quotes and backslashes are never expanded. Options follow shell quoting,
+        so quote a value with spaces (``--title "Heat: an intro"``); ``{}`` and
+        ``$`` in options stay literal too. A body whose sections are separated by
+        lines of ``-----`` is a ready script that is narrated as written::
 
             %%opennote_video --title "Fourier series: the idea" --length 2
             Explain Fourier series to a first-year student.

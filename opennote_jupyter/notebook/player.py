@@ -292,6 +292,7 @@ class VideoPlayer:
         result = self.result
         title = html.escape(result.title or "(untitled)")
         src = html.escape(self.src, quote=True)
+
         meta = []
         if self.duration is not None:
             meta.append(_format_duration(self.duration))
@@ -305,6 +306,7 @@ class VideoPlayer:
                 f'<track kind="captions" src="{vtt_src}" srclang="en" '
                 'label="Captions" default>'
             )
+
         parts = [
             '<div class="opennote-video">',
             f"<div><strong>{title}</strong> {' · '.join(meta)}</div>",
@@ -316,6 +318,7 @@ class VideoPlayer:
                 Path(urlsplit(self.src).path).name or "video.mp4", quote=True
             )
             parts.append(f'<div><a href="{src}" download="{name}">Download</a></div>')
+
         if self.note:
             parts.append(f"<div><em>{html.escape(self.note)}</em></div>")
         if result.transcript:

@@ -20,14 +20,14 @@ _pinned: Any = None
 
 
 def set_api_key(key: str | None) -> None:
-    """Use ``key`` for every later request in this kernel; ``None`` forgets it."""
+    """Use ``key`` for every later request in this kernel; ``None`` clears it."""
     global _login_key
     with _lock:
         _login_key = key or None
 
 
 def has_login_key() -> bool:
-    """Whether ``%opennote login`` stored a key in this kernel."""
+    """Return whether ``%opennote login`` stored a key in this kernel."""
     return _login_key is not None
 
 

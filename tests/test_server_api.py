@@ -239,17 +239,26 @@ def _check_boundary_values(local_backend):
 
 
 def test_oversized_body_is_413(local_backend):
-    big = {"messages": [{"role": "user", "content": "a" * (70 * 1024)}]}
+    big = {"messages": [{"role": "user", "content": "a" * (260 * 1024)}]}
     answer = create(local_backend, local_backend.api_key, big)
     assert answer.status_code == 413
-    assert "65536" in answer.json()["detail"]
+    assert "262144" in answer.json()["detail"]
+
+
+def test_escaped_full_script_fits(local_backend):
+    # 6000 characters outside the BMP: 72,000 bytes once JSON-escaped.
+    key = new_org(local_backend, credits=0)
+    answer = create(local_backend, key, {"script": "\U0001f600" * 6000})
+    assert len(answer.request.body) > 70_000
+    # Read and validated, then rejected only for want of credits.
+    assert answer.status_code == 402
 
 
 def test_oversized_chunked_body_is_413(local_backend):
     # A generator body goes out chunked, without Content-Length.
     def chunks():
         yield b'{"script": "'
-        for _ in range(80):
+        for _ in range(300):
             yield b"b" * 1024
         yield b'"}'
 

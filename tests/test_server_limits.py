@@ -9,8 +9,11 @@ import uuid
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 from opennote_jupyter.local import start_local_backend
+from opennote_jupyter.local.store import retry_after_seconds
 
 PROMPT = {"messages": [{"role": "user", "content": "Why do cats purr?"}], "length": 1}
 MINUTE = 4.0
@@ -173,3 +176,28 @@ def test_idempotency_expires_after_a_day(tmp_path):
         assert later.json()["video_id"] != first["video_id"]
     finally:
         backend.stop()
+
+
+@given(
+    offsets=st.lists(st.floats(0.0, 100.0), max_size=12),
+    limit=st.integers(1, 5),
+    window=st.floats(1.0, 50.0),
+)
+def test_retry_after_frees_exactly_one_slot(offsets, limit, window):
+    now = 100.0
+    times = sorted(now - offset for offset in offsets)
+
+    def inside(at):
+        return sum(1 for t in times if at - window < t <= at)
+
+    wait = retry_after_seconds(times, limit, window, now)
+    if inside(now) < limit:
+        assert wait is None
+        return
+    assert wait is not None
+    assert wait >= 0.0
+    # Just after now + wait a slot is free, and just before it is not. The
+    # margin absorbs float rounding of (oldest + window - now).
+    assert inside(now + wait + 1e-9) < limit
+    if wait > 1e-6:
+        assert inside(now + wait - 1e-6) >= limit

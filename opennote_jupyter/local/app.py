@@ -1,4 +1,11 @@
-"""The FastAPI application of the local Opennote-compatible backend."""
+"""The FastAPI application of the local Opennote-compatible backend.
+
+Rate limits count the creates each organization makes. Status reads and file
+downloads are not limited, because the documented client pattern polls the status
+every 15 s, which alone would exceed the developer tier's 3 requests per minute.
+A create that is rejected (401, 402, 413, 422, 429) or replayed for its
+``Idempotency-Key`` does not count.
+"""
 
 # No "from __future__ import annotations": FastAPI reads the route functions'
 # annotations at run time, and they name closures of create_app.
@@ -29,7 +36,10 @@ from opennote_jupyter.local.schemas import (
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
+# A full 6000-character script of characters outside the BMP, JSON-escaped as
+# two \uXXXX sequences each, takes 72,000 bytes; the limit leaves room for that
+# plus a long chat history, and stops multi-megabyte bodies before parsing.
+MAX_BODY_BYTES = 256 * 1024
 
 
 @dataclass

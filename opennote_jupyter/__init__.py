@@ -34,6 +34,8 @@ _LAZY = {
     "build_video_key": "opennote_jupyter.urls",
     "parse_video_url": "opennote_jupyter.urls",
     "parse_video_urls": "opennote_jupyter.urls",
+    "parse_video_urls_dask": "opennote_jupyter.urls",
+    "VideoUrl": "opennote_jupyter.urls",
     "VideoForm": "opennote_jupyter.notebook.form",
 }
 

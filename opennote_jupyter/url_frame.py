@@ -149,7 +149,7 @@ def parse_video_urls(urls: Any, errors: str = "coerce") -> pd.DataFrame:
     workers = _worker_count(n)
     if workers == 1:
         columns = _parse_array(array, odd_rows)
-        _raise_first_error(errors, array, odd_rows, columns.errors, 0)
+        _raise_first_error(errors, array, odd_rows, columns.errors, 0, index)
         return _to_frame(array, columns, index)
     bounds = np.linspace(0, n, workers + 1).astype(int)
     chunks = [
@@ -169,7 +169,7 @@ def parse_video_urls(urls: Any, errors: str = "coerce") -> pd.DataFrame:
     for start, (chunk, chunk_odd), columns in zip(
         bounds[:-1], chunks, results, strict=True
     ):
-        _raise_first_error(errors, chunk, chunk_odd, columns.errors, start)
+        _raise_first_error(errors, chunk, chunk_odd, columns.errors, start, index)
     frames = [
         _to_frame(chunk, columns, None)
         for (chunk, _), columns in zip(chunks, results, strict=True)
@@ -198,6 +198,7 @@ def _raise_first_error(
     odd_rows: dict[int, Any],
     reasons: dict[int, str],
     start: int,
+    index: pd.Index | None,
 ) -> None:
     if errors != "raise" or not reasons:
         return
@@ -208,9 +209,11 @@ def _raise_first_error(
     else:
         # None, NaN and NA all arrive as nulls, so the original is not known.
         shown = ""
+    where = f"position {start + position}"
+    if index is not None:
+        where += f" (index label {index[start + position]!r})"
     raise ValueError(
-        f"invalid Opennote video URL{shown} at position {start + position}: "
-        f"{reasons[position]}"
+        f"invalid Opennote video URL{shown} at {where}: {reasons[position]}"
     )
 
 

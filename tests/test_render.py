@@ -82,7 +82,7 @@ def check_captions(path: Path, duration: float) -> list[tuple[float, float, str]
     for start, end, text in cues:
         assert text.strip()
         assert start >= previous_end - 1e-9
-        assert start <= end <= duration + 0.001
+        assert start < end <= duration + 0.001
         previous_end = end
     return cues
 

@@ -214,3 +214,20 @@ def test_build_script_title_from_prompt():
 def test_messages_without_user_rejected():
     with pytest.raises(ValueError, match="no user message"):
         build_script(RenderRequest(messages=(("system", "Be brief."),)))
+
+
+def test_cues_sharing_a_start_get_time():
+    cues = [
+        captions.Cue(1.0, 1.0, "first"),
+        captions.Cue(1.0, 1.0, "second"),
+        captions.Cue(1.0, 2.5, "third"),
+        captions.Cue(2.5, 3.0, "fourth"),
+    ]
+    spread = captions.spread_shared_starts(cues)
+    assert [cue.text for cue in spread] == ["first", "second", "third", "fourth"]
+    assert [(cue.start, cue.end) for cue in spread] == [
+        (1.0, 1.5),
+        (1.5, 2.0),
+        (2.0, 2.5),
+        (2.5, 3.0),
+    ]

@@ -66,6 +66,32 @@ def group_words(
     return cues
 
 
+def spread_shared_starts(cues: list[Cue]) -> list[Cue]:
+    """Share out the time of back-to-back cues that start at the same moment.
+
+    The voice can report one time for several words, and a cue made only of such
+    words would last no time at all and never be seen. Each run of cues with one
+    start gets equal slices of the time up to the end of its last cue.
+    """
+    result: list[Cue] = []
+    index = 0
+    while index < len(cues):
+        run_end = index + 1
+        while run_end < len(cues) and cues[run_end].start - cues[index].start < 0.001:
+            run_end += 1
+        start = cues[index].start
+        step = (cues[run_end - 1].end - start) / (run_end - index)
+        for offset, cue in enumerate(cues[index:run_end]):
+            end = (
+                cue.end
+                if offset == run_end - index - 1
+                else start + step * (offset + 1)
+            )
+            result.append(Cue(start + step * offset, end, cue.text))
+        index = run_end
+    return result
+
+
 def _timestamp(seconds: float) -> str:
     millis = max(0, round(seconds * 1000))
     hours, rest = divmod(millis, 3_600_000)

@@ -110,7 +110,7 @@ def _part_cues(part: _Part) -> list[captions.Cue]:
     for number, cue in enumerate(cues):
         end = cues[number + 1].start if number + 1 < len(cues) else cue.end
         joined.append(captions.Cue(cue.start, max(end, cue.start), cue.text))
-    return joined
+    return captions.spread_shared_starts(joined)
 
 
 def _slide_times(part: _Part) -> list[float]:

@@ -173,7 +173,7 @@ class OpennoteMagics(Magics):
     """Magics that create Opennote videos and show them in the notebook."""
 
     @no_var_expand
-    @magic_arguments()
+    @magic_arguments(name="%opennote_video")
     @argument(
         "--title", default="", help="Title of the video (quote it if it has spaces)."
     )
@@ -281,7 +281,10 @@ class OpennoteMagics(Magics):
             argv = shlex.split(line, posix=True)
         except ValueError as exc:
             raise UsageError(f"cannot parse the options {line!r}: {exc}") from None
-        args = self.opennote_video.parser.parse_args(argv)
+        try:
+            args = self.opennote_video.parser.parse_args(argv)
+        except UsageError as exc:
+            raise UsageError(f"{exc}. Options: %%opennote_video?") from None
         request = build_request(args, cell)
         client = self._client()
         progress = ProgressDisplay()

@@ -524,3 +524,12 @@ def test_form_subcommand_returns_form(shell):
     from opennote_jupyter import VideoForm
 
     assert isinstance(shell.run_line_magic("opennote", "form"), VideoForm)
+
+
+def test_resume_unknown_id_is_one_line(shell):
+    missing = str(uuid.uuid4())
+    result, captured = run_cell(shell, f"%opennote resume {missing}")
+    assert isinstance(result.error_in_exec, OpennoteCellError)
+    (line,) = result.error_in_exec._render_traceback_()
+    assert missing in line
+    assert "Traceback" not in captured.stdout

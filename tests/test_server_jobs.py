@@ -394,3 +394,49 @@ def test_webhook_for_interrupted_job(tmp_path):
         receiver.close()
     assert receiver.bodies[0]["status"] == "failed"
     assert receiver.bodies[0]["video_id"] == "2f1d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b"
+
+
+def test_shared_data_dir_keeps_live_jobs(tmp_path):
+    """A second server on the same data directory leaves a live server's jobs alone
+    and takes them over only once that server has stopped."""
+    release = threading.Event()
+
+    def held_render(request, work_dir, on_stage):
+        on_stage("script", 5.0)
+        release.wait(30)
+        raise RuntimeError("held render released")
+
+    first = Backend(tmp_path, render=held_render)
+    first.start_in_thread()
+    second = None
+    try:
+        key = first.create_key("shared", tier="scale")
+        rendering = create(first.settings.base_url, key).json()["video_id"]
+        queued = create(first.settings.base_url, key).json()["video_id"]
+        deadline = time.monotonic() + 10
+        while status(first.settings.base_url, key, rendering)["message"] != (
+            "Rendering: script."
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        second = Backend(tmp_path, recover_seconds=0.2)
+        second.start_in_thread()
+        base_url = second.settings.base_url
+        time.sleep(0.6)
+        # The first server is alive, so its jobs stay as they are.
+        assert status(base_url, key, rendering)["completion_percentage"] == 5.0
+        assert status(base_url, key, queued)["message"] == "Queued for rendering."
+
+        # The held render never reaches another stage, so after this stop its
+        # job stays "rendering" in the database, as after a crash.
+        first.stop()
+        failed = wait_final(base_url, key, rendering, timeout=10)
+        assert failed["status"] == "failed"
+        assert "server stopped" in failed["message"]
+        assert wait_final(base_url, key, queued)["status"] == "completed"
+    finally:
+        release.set()
+        first.stop()
+        if second is not None:
+            second.stop()

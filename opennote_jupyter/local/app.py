@@ -221,6 +221,7 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
             minute_seconds=settings.minute_seconds,
             day_seconds=settings.day_seconds,
             idempotency_seconds=settings.day_seconds,
+            owner=runner.instance_id,
         )
         if outcome.kind == "replayed":
             logger.info(

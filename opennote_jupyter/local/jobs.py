@@ -22,6 +22,7 @@ from typing import Any
 
 from opennote_jupyter import contract
 from opennote_jupyter.local import store as st
+from opennote_jupyter.local.instances import InstanceLock
 from opennote_jupyter.local.render import RenderRequest, RenderResult, render_video
 from opennote_jupyter.local.webhook import WebhookSender
 from opennote_jupyter.urls import build_video_key
@@ -64,9 +65,12 @@ class JobRunner:
     """Worker threads that render queued jobs one after another.
 
     Workers are daemon threads, so an embedded backend never keeps its process
-    alive. When the runner stops, a running render aborts at its next stage and
-    its job ends ``failed``. A render that dies with its process is marked failed
-    by :meth:`recover` at the next start.
+    alive. Every job records the instance that runs it, and a runner takes over
+    only the unfinished jobs of instances that no longer run (see
+    :mod:`~opennote_jupyter.local.instances`), at start and then every
+    ``recover_seconds`` while idle. When the runner stops, a running render
+    aborts at its next stage and its job ends ``failed``. A render that dies with
+    its process is marked failed by :meth:`recover` of a later runner.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class JobRunner:
         status_payload: Callable[[st.Job], dict[str, Any]],
         workers: int = 1,
         render: RenderFunction = render_video,
+        recover_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.videos_dir = Path(data_dir) / "videos"
@@ -87,6 +92,9 @@ class JobRunner:
         self.webhooks = webhooks
         self.status_payload = status_payload
         self.render = render
+        self.recover_seconds = recover_seconds
+        self.instance = InstanceLock(data_dir)
+        self._recover_lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stopping = threading.Event()
         self._threads = [
@@ -110,15 +118,38 @@ class JobRunner:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def instance_id(self) -> str:
+        """The id recorded as the owner of the jobs this runner creates."""
+        return self.instance.instance_id
+
     def recover(self) -> None:
-        """Fail jobs that were rendering when the last run ended; requeue the rest."""
-        for job in self.store.jobs_in_state(st.RENDERING):
-            logger.warning("job %s was rendering when the server stopped", job.id)
-            self._fail(job.id, INTERRUPTED_MESSAGE, "server stopped during rendering")
-            shutil.rmtree(self.work_root / job.id, ignore_errors=True)
-        for job in self.store.jobs_in_state(st.QUEUED):
-            logger.info("job %s requeued after a restart", job.id)
-            self._queue.put(job.id)
+        """Take over the jobs of stopped instances.
+
+        A job that was rendering fails, because its render died with its
+        process; a job that was still queued is rendered here.
+        """
+        with self._recover_lock:
+            for job in self._orphans(st.RENDERING):
+                logger.warning("job %s was rendering when its server stopped", job.id)
+                self._fail(
+                    job.id, INTERRUPTED_MESSAGE, "server stopped during rendering"
+                )
+                shutil.rmtree(self.work_root / job.id, ignore_errors=True)
+            for job in self._orphans(st.QUEUED):
+                logger.info(
+                    "job %s requeued: the server that queued it stopped", job.id
+                )
+                self._queue.put(job.id)
+
+    def _orphans(self, state: str) -> list[st.Job]:
+        orphans = []
+        for job in self.store.jobs_in_state(state):
+            if job.owner == self.instance_id or self.instance.is_running(job.owner):
+                continue
+            if self.store.claim_job(job.id, job.owner, self.instance_id):
+                orphans.append(job)
+        return orphans
 
     def submit(self, video_id: str) -> None:
         """Queue a newly created job for rendering."""
@@ -130,10 +161,18 @@ class JobRunner:
         for _ in self._threads:
             self._queue.put(None)
         self.webhooks.stop()
+        self.instance.release()
 
     def _work(self) -> None:
         while not self._stopping.is_set():
-            video_id = self._queue.get()
+            try:
+                video_id = self._queue.get(timeout=self.recover_seconds)
+            except queue.Empty:
+                try:
+                    self.recover()
+                except Exception:
+                    logger.exception("taking over the jobs of stopped servers failed")
+                continue
             if video_id is None or self._stopping.is_set():
                 return
             try:

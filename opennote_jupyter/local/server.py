@@ -23,7 +23,12 @@ logger = logging.getLogger(__name__)
 
 
 class Backend:
-    """A store, a job runner and the HTTP app for one data directory."""
+    """A store, a job runner and the HTTP app for one data directory.
+
+    ``render`` replaces the renderer (tests use it to slow a render down or hold
+    it mid-way). ``recover_seconds`` is how often an idle runner looks for jobs
+    left by stopped servers that share the data directory.
+    """
 
     def __init__(
         self,
@@ -34,6 +39,7 @@ class Backend:
         workers: int = 1,
         render: RenderFunction = render_video,
         webhooks: WebhookSender | None = None,
+        recover_seconds: float = 30.0,
     ) -> None:
         for name, value in (
             ("minute_seconds", minute_seconds),
@@ -57,6 +63,7 @@ class Backend:
             status_payload=lambda job: {},
             workers=workers,
             render=render,
+            recover_seconds=recover_seconds,
         )
         self.app = create_app(self.store, self.runner, self.settings)
         self._server: uvicorn.Server | None = None

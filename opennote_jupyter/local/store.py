@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     file_key TEXT UNIQUE,
     result TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     organization_id INTEGER NOT NULL,
@@ -100,6 +101,7 @@ class Job:
     error: str | None
     file_key: str | None
     result: dict[str, Any] | None
+    owner: str | None = None  # id of the backend instance that runs the job
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ class Store:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            columns = {
+                row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")
+            }
+            if "owner" not in columns:
+                # Databases written before jobs had owners: every job is orphaned.
+                self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
     def close(self) -> None:
         """Close the connection."""
@@ -217,6 +225,7 @@ class Store:
         minute_seconds: float,
         day_seconds: float,
         idempotency_seconds: float,
+        owner: str | None = None,
     ) -> CreateOutcome:
         """Check idempotency, rate limits and credits, then insert a job, atomically.
 
@@ -240,6 +249,7 @@ class Store:
                     minute_seconds=minute_seconds,
                     day_seconds=day_seconds,
                     idempotency_seconds=idempotency_seconds,
+                    owner=owner,
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -262,6 +272,7 @@ class Store:
         minute_seconds: float,
         day_seconds: float,
         idempotency_seconds: float,
+        owner: str | None = None,
     ) -> CreateOutcome:
         db = self._db
         if idempotency_key is not None:
@@ -322,7 +333,8 @@ class Store:
         )
         db.execute(
             "INSERT INTO jobs (id, organization_id, state, created_at, request, cost,"
-            " percent, message, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            " percent, message, updated_at, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
             (
                 video_id,
                 organization_id,
@@ -332,6 +344,7 @@ class Store:
                 cost,
                 "Queued for rendering.",
                 now,
+                owner,
             ),
         )
         if idempotency_key is not None:
@@ -375,6 +388,20 @@ class Store:
                 "SELECT * FROM jobs WHERE state = ? ORDER BY created_at", (state,)
             ).fetchall()
         return [_job(row) for row in rows]
+
+    def claim_job(self, video_id: str, old_owner: str | None, new_owner: str) -> bool:
+        """Give an unfinished job of ``old_owner`` to ``new_owner``.
+
+        Returns whether the claim succeeded; it fails when another instance
+        claimed the job first or the job has finished.
+        """
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET owner = ? WHERE id = ? AND owner IS ?"
+                " AND state IN (?, ?)",
+                (new_owner, video_id, old_owner, QUEUED, RENDERING),
+            )
+        return cursor.rowcount == 1
 
     def start_job(self, video_id: str) -> bool:
         """Move a queued job to ``rendering``; return whether it was queued."""
@@ -472,4 +499,5 @@ def _job(row: sqlite3.Row) -> Job:
         error=row["error"],
         file_key=row["file_key"],
         result=json.loads(row["result"]) if row["result"] else None,
+        owner=row["owner"],
     )

@@ -533,3 +533,12 @@ def test_resume_unknown_id_is_one_line(shell):
     (line,) = result.error_in_exec._render_traceback_()
     assert missing in line
     assert "Traceback" not in captured.stdout
+
+
+def test_failed_video_is_one_line(shell, local_backend):
+    result, _ = run_cell(shell, "%%opennote_video --length 1 --out v\nDoomed.")
+    video_id = shell.user_ns["v"].video_id
+    # The server reports status_error for a finished job whose mp4 is gone.
+    (local_backend.data_dir / "videos" / f"{video_id}.mp4").unlink()
+    result, captured = run_cell(shell, f"%opennote resume {video_id}")
+    assert_one_line_failure(result, captured, "VideoFailedError", video_id)

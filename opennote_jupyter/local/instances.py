@@ -2,9 +2,9 @@
 
 Several processes may serve one data directory, for example two notebook kernels
 that each start the default backend. Each running instance holds an exclusive
-lock on its own file in ``data_dir / "instances"``; the operating system drops
-the lock when the process ends, however it ends. An instance may therefore take
-over another instance's unfinished jobs only once that lock can be taken.
+lock on its own file in ``data_dir / "instances"``. The operating system drops
+that lock when the process ends, however it ends, so an instance may take over
+another instance's unfinished jobs once it can take that instance's lock.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import IO
 
 if sys.platform == "win32":
     import msvcrt
+
+    # NOTE: the Windows branch has not been run; tests cover the POSIX one.
 
     def _try_lock(handle: IO[bytes]) -> bool:
         try:
@@ -75,7 +77,7 @@ class InstanceLock:
         return False
 
     def release(self) -> None:
-        """Release the lock and remove its file; the instance counts as stopped."""
+        """Release the lock and remove its file, so the instance counts as stopped."""
         if self._handle is None:
             return
         self._handle.close()

@@ -22,7 +22,7 @@ PARAGRAPH = (
     "temperature. "
     "The pitch we hear follows the frequency $f$, and loudness follows the "
     "amplitude of the wave. Sound cannot travel through empty space, "
-    "and an echo is sound reflected from a surface."
+    "and an echo is reflected sound."
 )
 
 

@@ -248,3 +248,14 @@ def test_render_random_scripts(tmp_path, script):
     result = render_video(request, work_dir)
     check_video(result.video_path, result.duration)
     check_captions(result.captions_path, result.duration)
+
+
+def test_render_speaks_math_in_title_and_heading(tmp_path):
+    request = RenderRequest(
+        script="Why $E=mc^2$ matters\nIt links mass and energy.",
+        title="The $\\alpha$ particle",
+    )
+    result = pipeline.render(request, tmp_path, use_voice=False)
+    assert result.title == "The $\\alpha$ particle"
+    assert result.transcript.startswith("The alpha particle\n\nWhy E equals m c")
+    assert "$" not in result.transcript

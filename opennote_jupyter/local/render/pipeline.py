@@ -48,7 +48,9 @@ def _section_part(section: Section) -> _Part:
     token_lists = [layout.tokenize(paragraph) for paragraph in section.paragraphs]
     spoken = ""
     if heading and section.narrate_heading:
-        spoken = heading if _ENDS_SENTENCE.search(heading) else heading + "."
+        spoken = _spoken(layout.tokenize(heading, layout.HEADING_SIZE))
+        if not _ENDS_SENTENCE.search(spoken):
+            spoken += "."
     offsets = []
     for tokens in token_lists:
         if spoken:
@@ -63,7 +65,18 @@ def _section_part(section: Section) -> _Part:
 
 
 def _title_part(title: str) -> _Part:
-    return _Part(spoken=title, token_offsets=[], slides=layout.layout_title(title))
+    spoken = _spoken(layout.tokenize(title, layout.TITLE_SIZES[0]))
+    return _Part(spoken=spoken, token_offsets=[], slides=layout.layout_title(title))
+
+
+def _spoken(tokens: list[layout.Token]) -> str:
+    """Join the spoken forms of ``tokens``, with spaces where the text had them."""
+    words = []
+    for number, token in enumerate(tokens):
+        if number > 0 and token.space_before:
+            words.append(" ")
+        words.append(token.spoken)
+    return "".join(words)
 
 
 def _span_times(

@@ -95,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create_key.set_defaults(handler=_keys_create)
 
+    credits = key_commands.add_parser(
+        "credits", help="add credits to an organization and print its balance"
+    )
+    credits.add_argument(
+        "--data-dir",
+        type=_data_dir,
+        default=None,
+        help="the server's data directory (default: the user data directory)",
+    )
+    credits.add_argument("--org", required=True, help="organization name")
+    credits.add_argument(
+        "--add", type=float, required=True, help="credits to add (a positive number)"
+    )
+    credits.set_defaults(handler=_keys_credits)
+
     from opennote_jupyter import cli_create
 
     cli_create.add_parser(commands)
@@ -145,6 +160,31 @@ def _keys_create(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(key)
+    return 0
+
+
+def _keys_credits(args: argparse.Namespace) -> int:
+    from opennote_jupyter.local.store import Store
+
+    if not args.add > 0:
+        print(
+            f"opennote-video keys credits: --add must be positive, got {args.add:g}",
+            file=sys.stderr,
+        )
+        return 2
+    store = Store(_resolve_data_dir(args.data_dir))
+    try:
+        org = store.add_credits(args.org.strip(), args.add)
+    finally:
+        store.close()
+    if org is None:
+        print(
+            f"opennote-video keys credits: no organization named {args.org!r}; "
+            "create it with 'opennote-video keys create --org NAME'",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"{org.name}: {org.credits:g} credits")
     return 0
 
 

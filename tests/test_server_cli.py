@@ -11,6 +11,8 @@ import time
 import pytest
 import requests
 
+from opennote_jupyter.local import start_local_backend
+
 CLI = [sys.executable, "-m", "opennote_jupyter.cli"]
 PROMPT = {"messages": [{"role": "user", "content": "What is a prime?"}], "length": 1}
 
@@ -137,3 +139,48 @@ def test_default_backend_is_shared(tmp_path):
     health, data_dir = done.stdout.split()
     assert health == "OK"
     assert data_dir == str(tmp_path / "local-backend")
+
+
+def test_keys_credits_tops_up_running_server(tmp_path):
+    backend = start_local_backend(tmp_path)
+    try:
+        key = backend.create_key("poor", credits=0)
+        url = f"{backend.base_url}/v1/video/create"
+        headers = {"Authorization": f"Bearer {key}"}
+        refused = requests.post(url, json=PROMPT, headers=headers, timeout=10)
+        assert refused.status_code == 402
+        assert "keys credits --org poor" in refused.json()["detail"]
+
+        done = subprocess.run(
+            [*CLI, "keys", "credits", "--data-dir", str(tmp_path), "--org", "poor"]
+            + ["--add", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "poor: 1 credits"
+        paid = requests.post(url, json=PROMPT, headers=headers, timeout=10)
+        assert paid.status_code == 200
+    finally:
+        backend.stop()
+
+
+def test_keys_credits_rejects_bad_input(tmp_path):
+    base = [*CLI, "keys", "credits", "--data-dir", str(tmp_path)]
+    unknown = subprocess.run(
+        [*base, "--org", "nobody", "--add", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 2
+    assert "no organization named 'nobody'" in unknown.stderr
+    negative = subprocess.run(
+        [*base, "--org", "nobody", "--add", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert negative.returncode == 2
+    assert "--add must be positive" in negative.stderr

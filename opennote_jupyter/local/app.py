@@ -168,7 +168,7 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
         if org is None:
             raise HTTPException(
                 401,
-                "Invalid API key: this server does not know it. Create one with "
+                "Invalid API key: this server has no such key. Create one with "
                 "'opennote-video keys create'.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -223,44 +223,9 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
             idempotency_seconds=settings.day_seconds,
             owner=runner.instance_id,
         )
-        if outcome.kind == "replayed":
-            logger.info(
-                "create replayed for idempotency key of job %s",
-                outcome.response["video_id"],
-            )
-            return JSONResponse(
-                outcome.response, headers={"Idempotent-Replayed": "true"}
-            )
-        if outcome.kind == "key_reused":
-            return JSONResponse(
-                {
-                    "detail": [
-                        {
-                            "loc": ["header", "Idempotency-Key"],
-                            "msg": "This Idempotency-Key was already used with a "
-                            "different request body: use a new key for a new video.",
-                            "type": "idempotency_key_reused",
-                            "input": idempotency_key,
-                        }
-                    ]
-                },
-                status_code=422,
-            )
-        if outcome.kind == "rate_limited":
-            limits = f"{org.per_minute} per minute and {org.per_day} per day"
-            raise HTTPException(
-                429,
-                f"Rate limit reached: organization {org.name!r} ({org.tier} tier) may "
-                f"create {limits}. Retry after {outcome.retry_after} s.",
-                headers={"Retry-After": str(outcome.retry_after)},
-            )
-        if outcome.kind == "unpaid":
-            raise HTTPException(
-                402,
-                f"Not enough credits: this video costs {cost:g} credits and "
-                f"organization {org.name!r} has {outcome.credits:g}. Load credits "
-                "and try again.",
-            )
+        if outcome.kind != "created":
+            return _not_created(outcome, org, cost, idempotency_key)
+
         logger.info("job %s created (cost %g)", video_id, cost)
         runner.submit(video_id)
         return response
@@ -380,3 +345,43 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
     wrapped = _BodyLimitAndAccessLog(app, settings.max_body_bytes)
     wrapped.fastapi = app
     return wrapped
+
+
+def _not_created(
+    outcome: st.CreateOutcome,
+    org: st.Organization,
+    cost: float,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """Return the response to a create that made no new job."""
+    if outcome.kind == "replayed":
+        logger.info(
+            "create replayed for idempotency key of job %s",
+            outcome.response["video_id"],
+        )
+        return JSONResponse(outcome.response, headers={"Idempotent-Replayed": "true"})
+    if outcome.kind == "key_reused":
+        detail = {
+            "loc": ["header", "Idempotency-Key"],
+            "msg": "This Idempotency-Key was already used with a different request "
+            "body: use a new key for a new video.",
+            "type": "idempotency_key_reused",
+            "input": idempotency_key,
+        }
+        return JSONResponse({"detail": [detail]}, status_code=422)
+    if outcome.kind == "rate_limited":
+        limits = f"{org.per_minute} per minute and {org.per_day} per day"
+        raise HTTPException(
+            429,
+            f"Rate limit reached: organization {org.name!r} ({org.tier} tier) may "
+            f"create {limits}. Retry after {outcome.retry_after} s.",
+            headers={"Retry-After": str(outcome.retry_after)},
+        )
+    if outcome.kind == "unpaid":
+        raise HTTPException(
+            402,
+            f"Not enough credits: this video costs {cost:g} credits and "
+            f"organization {org.name!r} has {outcome.credits:g}. Load credits with "
+            f"'opennote-video keys credits --org {org.name} --add N' and try again.",
+        )
+    raise AssertionError(f"unexpected create outcome {outcome.kind!r}")

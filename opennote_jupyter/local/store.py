@@ -201,6 +201,18 @@ class Store:
             ).fetchone()
         return _organization(row) if row else None
 
+    def add_credits(self, name: str, amount: float) -> Organization | None:
+        """Add ``amount`` credits to organization ``name``; ``None`` if unknown."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE organizations SET credits = credits + ? WHERE name = ?",
+                (float(amount), name),
+            )
+            row = self._db.execute(
+                "SELECT * FROM organizations WHERE name = ?", (name,)
+            ).fetchone()
+        return _organization(row) if row else None
+
     def organization(self, organization_id: int) -> Organization:
         """Return the organization with this id."""
         with self._lock:

@@ -231,3 +231,10 @@ def test_cues_sharing_a_start_get_time():
         (2.0, 2.5),
         (2.5, 3.0),
     ]
+
+
+def test_math_with_emoji_stays_literal(caplog):
+    tokens = layout.tokenize("a $x😀$ b")
+    assert [token.math for token in tokens] == [False, False, False]
+    assert tokens[1].text == "$x😀$"
+    assert caplog.records == []

@@ -194,9 +194,16 @@ def speak_math(latex: str) -> str:
     return " ".join(text.split()) or "formula"
 
 
+# Non-ASCII characters that mathtext's DejaVu fonts draw: Latin-1, Greek,
+# arrows and mathematical operators. Others (emoji, CJK) stay literal text,
+# because mathtext would log a warning and draw a dummy symbol.
+_MATH_RANGES = ((0x20, 0x7E), (0xA0, 0xFF), (0x391, 0x3C9), (0x2190, 0x22FF))
+
+
 def _math_fits(latex: str, size: float) -> bool:
-    if any(ord(ch) not in _charmap() for ch in latex):
-        return False
+    for ch in latex:
+        if not any(low <= ord(ch) <= high for low, high in _MATH_RANGES):
+            return False
     try:
         width, height, _ = measure(latex, size, True, True)
     except (ValueError, RuntimeError):

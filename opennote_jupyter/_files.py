@@ -23,6 +23,7 @@ def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _THREAD_LOCK, open(path, "a+b") as handle:
         if sys.platform == "win32":
+            # NOTE: this branch has not been run; the tests run on Linux only.
             import msvcrt
 
             handle.seek(0)

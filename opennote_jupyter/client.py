@@ -12,6 +12,7 @@ module level, so scripts and the notebook layer share it::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -589,7 +590,7 @@ class OpennoteClient:
             )
         status = VideoStatus.from_api(body)
         if status.video_id is None:
-            status = VideoStatus(**{**status.__dict__, "video_id": video_id})
+            status = dataclasses.replace(status, video_id=video_id)
         return status
 
     def wait(

@@ -59,7 +59,14 @@ class Journal:
         return self.path.with_name(self.path.name + ".lock")
 
     def append(self, event: str, **fields: Any) -> None:
-        """Append one event, flushed to disk before returning."""
+        """Append one event; an ``intent`` is also synced to disk before returning.
+
+        Every event survives the death of the process. Only an intent must also
+        survive an operating-system crash, because it carries the key that keeps
+        a re-sent create from being paid twice. A lost later event only makes
+        the job look unanswered, and re-sending it with the same key returns the
+        same video.
+        """
         record = {"event": event, "time": time.time(), **fields}
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with file_lock(self._lock_path):
@@ -67,7 +74,8 @@ class Journal:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(line)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if event == "intent":
+                    os.fsync(handle.fileno())
 
     def events(self) -> list[dict[str, Any]]:
         """Return every readable event, oldest first.

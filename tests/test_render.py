@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -259,3 +261,34 @@ def test_render_speaks_math_in_title_and_heading(tmp_path):
     assert result.title == "The $\\alpha$ particle"
     assert result.transcript.startswith("The alpha particle\n\nWhy E equals m c")
     assert "$" not in result.transcript
+
+
+_MISSING_DATA_RENDER = """
+import sys, tempfile
+from pathlib import Path
+import espeakng_loader
+espeakng_loader.get_data_path = lambda: sys.argv[1]
+from opennote_jupyter.local.render import RenderRequest, pipeline
+result = pipeline.render(RenderRequest(script="Hello there."), Path(sys.argv[2]))
+print(result.notes[0])
+print(result.duration)
+print(result.video_path)
+"""
+
+
+def test_render_silent_without_voice_data(tmp_path):
+    # eSpeak NG keeps process-wide state, so the missing-data case runs in a child
+    # process where the loader points at a directory that does not exist.
+    missing = tmp_path / "no-espeak-ng-data"
+    completed = subprocess.run(
+        [sys.executable, "-c", _MISSING_DATA_RENDER, str(missing), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    note, duration, video_path = completed.stdout.strip().split("\n")
+    assert note.startswith("No voice could be loaded (espeak_Initialize returned")
+    assert "silent" in note
+    check_video(Path(video_path), float(duration))

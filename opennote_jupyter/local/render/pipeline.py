@@ -282,24 +282,24 @@ def render(
 
 
 def _narrate(parts: list[_Part], notes: list[str], use_voice: bool | None) -> None:
+    """Give every part its speech, or silence with a note saying why."""
     if use_voice is None:
         use_voice = voice.voice_enabled()
-    failure = None
-    if use_voice:
-        failure = voice.load_voice()
+    if not use_voice:
+        reason = "The voice is turned off"
     else:
-        failure = f"the voice is turned off ({voice.VOICE_ENV}=off)"
-    if failure is None:
-        try:
-            for part in parts:
-                part.speech = voice.speak(part.spoken)
-            return
-        except OSError as exc:
-            logger.warning("eSpeak NG failed, making a silent video: %s", exc)
-            failure = str(exc)
+        failure = voice.load_voice()
+        if failure is None:
+            try:
+                for part in parts:
+                    part.speech = voice.speak(part.spoken)
+                return
+            except OSError as exc:
+                logger.warning("eSpeak NG failed, making a silent video: %s", exc)
+                failure = str(exc)
+        reason = f"No voice could be loaded ({failure})"
     notes.append(
-        f"No voice could be loaded ({failure}), so the video is silent and its "
-        "captions are timed by reading speed."
+        f"{reason}, so the video is silent and its captions are timed by reading speed."
     )
     for part in parts:
         part.speech = voice.silent_speech(part.spoken)

@@ -110,14 +110,17 @@ class _Engine:
         ]
         self.lib.espeak_Synth.restype = ctypes.c_int
 
-        data_path = espeakng_loader.get_data_path().encode()
-        # 0x8000 (espeakINITIALIZE_DONT_EXIT) keeps the process alive when the
-        # data directory is missing; the library then returns an error instead.
+        data_path = espeakng_loader.get_data_path()
+        # 0x8000 (espeakINITIALIZE_DONT_EXIT) asks the library to return an
+        # error instead of exiting the process when its data is missing.
         rate = self.lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0x8000
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0x8000
         )
         if rate <= 0:
-            raise OSError(f"espeak_Initialize failed with {rate} for {data_path!r}")
+            raise OSError(
+                f"espeak_Initialize returned {rate} for the data directory "
+                f"{data_path}: reinstall the espeakng-loader package"
+            )
         self.sample_rate = rate
         status = self.lib.espeak_SetVoiceByName(VOICE_NAME)
         if status != 0:

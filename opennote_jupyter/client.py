@@ -214,6 +214,7 @@ class OpennoteClient:
 
         self._transport: Transport | None = None
         self._pacer: Pacer | None = None
+        self._local_data_dir: str | None = None
         self._setup_lock = threading.Lock()
 
     # -- configuration -----------------------------------------------------
@@ -272,9 +273,12 @@ class OpennoteClient:
         named by its data directory, because its port changes on every start.
         """
         if self.uses_local_backend:
-            from opennote_jupyter.paths import local_backend_dir
+            if self._local_data_dir is None:
+                from opennote_jupyter.paths import local_backend_dir
 
-            return f"local:{local_backend_dir()}"
+                # Not started yet: the shared backend will use this directory.
+                return f"local:{local_backend_dir()}"
+            return f"local:{self._local_data_dir}"
         assert self._secret is not None and self._base_url is not None
         return f"{self._base_url}#{self._secret.fingerprint()}"
 
@@ -356,6 +360,7 @@ class OpennoteClient:
                 API_KEY_ENV,
             )
         tier = self._tier or self._resolve_tier(backend)
+        self._local_data_dir = str(backend.data_dir)
         return backend.base_url, Secret(backend.api_key), tier
 
     def _journal(self) -> Journal | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -234,3 +235,26 @@ def test_failed_job_raises_video_failed(tmp_path):
         backend.stop()
     assert info.value.video_id == job.video_id
     assert info.value.status.status == "failed"
+
+
+def test_no_key_uses_local_backend(monkeypatch, caplog):
+    import opennote_jupyter.client as client_module
+
+    # The notice is logged once per process; another test may have used it.
+    monkeypatch.setattr(client_module, "_local_notice_logged", False)
+    caplog.set_level(logging.INFO, logger="opennote_jupyter.client")
+    client = OpennoteClient(poll_interval=0.1)
+    assert client.uses_local_backend
+    assert "not started" in repr(client)
+    result = client.generate("Kepler's laws", length=1, timeout=60)
+    assert result.success
+    assert client.base_url.startswith("http://127.0.0.1:")
+    assert client.tier.name == "enterprise"
+    assert client.tier.per_minute >= 1000
+    notices = [r for r in caplog.records if "local Opennote backend" in r.getMessage()]
+    assert len(notices) == 1
+    assert "OPENNOTE_API_KEY" in notices[0].getMessage()
+    assert client.base_url in notices[0].getMessage()
+    assert list(client.jobs()["video_id"]) == [result.video_id]
+    OpennoteClient().jobs()
+    assert len([r for r in caplog.records if "local Opennote" in r.getMessage()]) == 1

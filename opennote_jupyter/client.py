@@ -490,7 +490,14 @@ class OpennoteClient:
                     request=payload,
                 )
             pacer = self._get_pacer()
-            token = pacer.acquire(self.max_pacing_wait)
+            try:
+                token = pacer.acquire(self.max_pacing_wait)
+            except RateLimitError as exc:
+                # Never sent, so a later call may use a fresh key. A reused key
+                # stays open: its first send may have reached the server.
+                if not reused:
+                    self._journal_rejected(journal, ikey, exc)
+                raise
             try:
                 response = transport.request(
                     "POST",
@@ -897,11 +904,12 @@ class OpennoteClient:
     def jobs(self, *, all_servers: bool = False) -> pandas.DataFrame:
         """Return the journaled jobs as a DataFrame, oldest first.
 
-        Columns: ``video_id``, ``status`` (``sending`` means no response arrived yet,
-        ``rejected`` a 4xx), ``prompt``, ``requested_title``, ``requested_at``,
-        ``updated_at``, ``url``, ``error``, ``cost``, ``idempotency_key``,
-        ``base_url``; plus the metadata parsed from ``url`` (``created_at``,
-        ``title``, ``file_type``) when the URL parser is available.
+        The columns are ``video_id``, ``status``, ``prompt``, ``requested_title``,
+        ``requested_at``, ``updated_at``, ``url``, ``error``, ``cost``,
+        ``idempotency_key`` and ``base_url``, then ``created_at``, ``title`` and
+        ``file_type`` parsed from ``url``. Besides the API's statuses, ``status``
+        is ``sending`` while no response has arrived, and ``rejected`` after a 4xx
+        or when pacing did not send the create.
 
         Parameters
         ----------

@@ -184,6 +184,7 @@ def test_pacing_counters_survive_restart(local_backend):
         restarted.create("Vectors 3", length=1)
     assert 55 < info.value.retry_after <= 62
     assert len(_server_jobs(local_backend, org)) == 3
+    assert list(restarted.jobs()["status"]) == ["pending"] * 3 + ["rejected"]
 
     other = local_backend.create_key(f"dev-{uuid.uuid4().hex[:8]}", credits=5.0)
     OpennoteClient(other, local_backend.base_url, max_pacing_wait=0).create(

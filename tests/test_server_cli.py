@@ -184,3 +184,18 @@ def test_keys_credits_rejects_bad_input(tmp_path):
     )
     assert negative.returncode == 2
     assert "--add must be positive" in negative.stderr
+
+
+def test_listening_socket_is_tcp(tmp_path):
+    # asyncio turns on TCP_NODELAY for accepted connections only when the
+    # listening socket says IPPROTO_TCP; keep-alive clients stall without it.
+    from opennote_jupyter.local.server import Backend
+
+    backend = Backend(tmp_path)
+    sock = backend.bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
+        backend.runner.instance.release()
+        backend.store.close()

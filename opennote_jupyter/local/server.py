@@ -71,7 +71,10 @@ class Backend:
 
     def bind(self, host: str, port: int) -> socket.socket:
         """Open the listening socket and set the base URL from its real port."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # asyncio sets TCP_NODELAY on accepted connections only when the listening
+        # socket's proto is IPPROTO_TCP. Without it, a keep-alive client waits
+        # about 40 ms per request for the delayed ACK (Nagle's algorithm).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)

@@ -191,13 +191,7 @@ def render(
     _narrate(parts, notes, use_voice)
     progress("voice", 30)
 
-    clock = 0.0
-    for number, part in enumerate(parts):
-        if number > 0:
-            clock += PART_GAP
-        part.start = clock
-        clock += part.speech.duration
-    duration = clock
+    duration = _place_parts(parts)
     sample_rate = parts[0].speech.sample_rate
     audio = _join_audio(parts, sample_rate)
 
@@ -209,37 +203,13 @@ def render(
     for number, slide in enumerate(slide_list):
         slide_images.append(slides.draw_slide(slide))
         progress("slides", 30 + 30 * (number + 1) / len(slide_list))
-    slide_pictures = [encode.rgb_to_yuv420(image) for image in slide_images]
 
     frames = _frame_schedule(slide_starts, cues, duration)
     if frame_rate is not None:
         frames = _constant_rate(frames, duration, frame_rate)
-    bands: dict[int | None, np.ndarray] = {
-        None: encode.rgb_to_yuv420(slides.empty_caption())
-    }
-
-    def pictures():
-        for pts, slide_index, cue_index in frames:
-            if frame_rate is not None:
-                yield pts, _convert_every_frame(slide_images[slide_index], cue_index)
-                continue
-            band = bands.get(cue_index)
-            if band is None:
-                rgb = slides.draw_caption([cues[cue_index].text])
-                band = bands[cue_index] = encode.rgb_to_yuv420(rgb)
-            picture = encode.replace_rows(
-                slide_pictures[slide_index], band, layout.CAPTION_TOP
-            )
-            yield pts, picture
-
-    def _convert_every_frame(image: np.ndarray, cue_index: int | None) -> np.ndarray:
-        image = image.copy()
-        if cue_index is None:
-            image[layout.CAPTION_TOP :] = slides.empty_caption()
-        else:
-            image[layout.CAPTION_TOP :] = slides.draw_caption([cues[cue_index].text])
-        return encode.rgb_to_yuv420(image)
-
+    source = _PictureSource(
+        slide_images, cues, frames, convert_each=frame_rate is not None
+    )
     done = 0
 
     def on_frame() -> None:
@@ -255,7 +225,7 @@ def render(
         video_path,
         lambda temp: encode.encode_mp4(
             temp,
-            pictures(),
+            iter(source),
             round(duration * 1000),
             audio,
             sample_rate,
@@ -303,6 +273,62 @@ def _narrate(parts: list[_Part], notes: list[str], use_voice: bool | None) -> No
     )
     for part in parts:
         part.speech = voice.silent_speech(part.spoken)
+
+
+def _place_parts(parts: list[_Part]) -> float:
+    """Set each part's start time, with a pause between parts; return the total."""
+    clock = 0.0
+    for number, part in enumerate(parts):
+        if number > 0:
+            clock += PART_GAP
+        part.start = clock
+        clock += part.speech.duration
+    return clock
+
+
+class _PictureSource:
+    """Yields ``(pts_ms, yuv420p)`` pictures for the scheduled frames.
+
+    Each slide is converted to yuv420p once and each caption band is drawn once,
+    so a frame costs one copy. With ``convert_each`` every frame is composed in
+    RGB and converted again, as a pipeline that pipes every frame would do.
+    """
+
+    def __init__(
+        self,
+        slide_images: list[np.ndarray],
+        cues: list[captions.Cue],
+        frames: list[tuple[int, int, int | None]],
+        convert_each: bool = False,
+    ) -> None:
+        self.slide_images = slide_images
+        self.cues = cues
+        self.frames = frames
+        self.convert_each = convert_each
+        self.slide_pictures = [encode.rgb_to_yuv420(image) for image in slide_images]
+        self.bands: dict[int | None, np.ndarray] = {}
+
+    def _band_rgb(self, cue_index: int | None) -> np.ndarray:
+        if cue_index is None:
+            return slides.empty_caption()
+        return slides.draw_caption([self.cues[cue_index].text])
+
+    def _picture(self, slide_index: int, cue_index: int | None) -> np.ndarray:
+        if self.convert_each:
+            image = self.slide_images[slide_index].copy()
+            image[layout.CAPTION_TOP :] = self._band_rgb(cue_index)
+            return encode.rgb_to_yuv420(image)
+        band = self.bands.get(cue_index)
+        if band is None:
+            band = encode.rgb_to_yuv420(self._band_rgb(cue_index))
+            self.bands[cue_index] = band
+        return encode.replace_rows(
+            self.slide_pictures[slide_index], band, layout.CAPTION_TOP
+        )
+
+    def __iter__(self):
+        for pts, slide_index, cue_index in self.frames:
+            yield pts, self._picture(slide_index, cue_index)
 
 
 def _join_audio(parts: list[_Part], sample_rate: int) -> np.ndarray:

@@ -4,8 +4,8 @@
 fresh kernel of the running interpreter, with the embedded local backend (the
 ``OPENNOTE_API_KEY`` and ``OPENNOTE_BASE_URL`` variables are removed from the kernel's
 environment unless ``--hosted`` is given). The notebook writes its mp4 into the output
-directory; this module then saves the executed notebook and its HTML export beside it
-and prints where they are.
+directory. This module then saves the executed notebook and its HTML export beside
+it and prints their paths.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ DEFAULT_CELL_TIMEOUT = 600.0
 def find_quickstart_notebook() -> Path:
     """Return the path of ``notebooks/quickstart.ipynb``.
 
-    The repository checkout that holds this package comes first (an editable
+    The repository checkout that contains this package comes first (an editable
     install), then ``./notebooks`` under the working directory.
 
     Raises
@@ -96,8 +96,13 @@ def execute_notebook(
         kernel_name = "opennote-python"
         write_kernel_spec(Path(spec_root) / kernel_name)
         spec_manager = KernelSpecManager(kernel_dirs=[spec_root])
+        # IPC sockets rather than TCP, because the kernel serves only this process.
+        # Their path prefix must be absolute: the kernel runs in another directory.
         kernel_manager = KernelManager(
-            kernel_name=kernel_name, kernel_spec_manager=spec_manager
+            kernel_name=kernel_name,
+            kernel_spec_manager=spec_manager,
+            transport="ipc",
+            ip=str(Path(spec_root) / "kernel"),
         )
         client = NotebookClient(
             notebook,
@@ -105,7 +110,14 @@ def execute_notebook(
             timeout=int(timeout),
             kernel_name=kernel_name,
         )
-        client.execute(cwd=str(cwd), env=dict(os.environ if env is None else env))
+        try:
+            client.execute(cwd=str(cwd), env=dict(os.environ if env is None else env))
+        finally:
+            # nbclient cleans up only kernel managers it created itself.
+            if client.kc is not None:
+                client.kc.stop_channels()
+            if kernel_manager.has_kernel:
+                kernel_manager.shutdown_kernel(now=False)
     return notebook
 
 
@@ -159,8 +171,8 @@ def run_quickstart(
 
 
 def list_videos(output_dir: Path) -> list[Path]:
-    """Return the mp4 files in ``output_dir``, newest first."""
-    videos = [p for p in output_dir.glob("*.mp4") if p.is_file()]
+    """Return the mp4 files under ``output_dir`` and its subfolders, newest first."""
+    videos = [p for p in output_dir.rglob("*.mp4") if p.is_file()]
     return sorted(videos, key=lambda p: p.stat().st_mtime, reverse=True)
 
 

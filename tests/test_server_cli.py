@@ -199,3 +199,14 @@ def test_listening_socket_is_tcp(tmp_path):
         sock.close()
         backend.runner.instance.release()
         backend.store.close()
+
+
+def test_busy_port_error_names_port(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            start_local_backend(tmp_path, port=port)
+    # The failed start left no running instance behind.
+    assert list((tmp_path / "instances").iterdir()) == []

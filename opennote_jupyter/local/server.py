@@ -76,7 +76,15 @@ class Backend:
         # about 40 ms per request for the delayed ACK (Nagle's algorithm).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                exc.errno,
+                f"cannot listen on {host}:{port} ({exc.strerror}): choose another "
+                "port, or 0 for a free one",
+            ) from exc
         sock.listen(128)
         sock.set_inheritable(True)
         bound_port = sock.getsockname()[1]
@@ -91,7 +99,7 @@ class Backend:
         back as ``KeyboardInterrupt`` and SIGTERM as ``SystemExit``; both end
         this call normally, after the render workers are stopped.
         """
-        sock = self.bind(host, port)
+        sock = self._bind_or_release(host, port)
         server = uvicorn.Server(self._config())
         self.runner.start()
         logger.info(
@@ -116,7 +124,7 @@ class Backend:
 
         Returns once the server accepts connections.
         """
-        sock = self.bind("127.0.0.1", port)
+        sock = self._bind_or_release("127.0.0.1", port)
         self._server = uvicorn.Server(self._config())
         self.runner.start()
 
@@ -172,6 +180,14 @@ class Backend:
             per_minute=per_minute,
             per_day=per_day,
         )
+
+    def _bind_or_release(self, host: str, port: int) -> socket.socket:
+        try:
+            return self.bind(host, port)
+        except OSError:
+            # This backend will never run, so its jobs lock must not stay held.
+            self.runner.instance.release()
+            raise
 
     def _config(self) -> Any:
         return uvicorn.Config(

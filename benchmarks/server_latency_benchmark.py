@@ -1,7 +1,7 @@
 """Time HTTP requests to the local backend while it renders, against idle.
 
 Run with ``python benchmarks/server_latency_benchmark.py``. One backend in this
-process answers ``GET /v1/health`` and ``GET /v1/video/status`` first while idle
+process serves ``GET /v1/health`` and ``GET /v1/video/status`` first while idle
 (the baseline), then while its worker renders five-section videos. The printed
 ratios show how much a render slows the HTTP side down; renders run in a worker
 thread so requests are served between the renderer's steps.

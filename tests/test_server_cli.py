@@ -147,9 +147,9 @@ def test_keys_credits_tops_up_running_server(tmp_path):
         key = backend.create_key("poor", credits=0)
         url = f"{backend.base_url}/v1/video/create"
         headers = {"Authorization": f"Bearer {key}"}
-        refused = requests.post(url, json=PROMPT, headers=headers, timeout=10)
-        assert refused.status_code == 402
-        assert "keys credits --org poor" in refused.json()["detail"]
+        rejected = requests.post(url, json=PROMPT, headers=headers, timeout=10)
+        assert rejected.status_code == 402
+        assert "keys credits --org poor" in rejected.json()["detail"]
 
         done = subprocess.run(
             [*CLI, "keys", "credits", "--data-dir", str(tmp_path), "--org", "poor"]
@@ -188,7 +188,7 @@ def test_keys_credits_rejects_bad_input(tmp_path):
 
 def test_listening_socket_is_tcp(tmp_path):
     # asyncio turns on TCP_NODELAY for accepted connections only when the
-    # listening socket says IPPROTO_TCP; keep-alive clients stall without it.
+    # listening socket's proto is IPPROTO_TCP. Keep-alive clients stall without it.
     from opennote_jupyter.local.server import Backend
 
     backend = Backend(tmp_path)

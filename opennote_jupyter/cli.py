@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+_DEFAULT_DIR_HELP = "local-backend in the user data directory"
+
 
 def _positive_float(text: str) -> float:
     value = float(text)
@@ -40,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=_data_dir,
         default=None,
-        help="directory for the database and videos (default: the user data directory)",
+        help="directory for the database and videos (default: "
+        + _DEFAULT_DIR_HELP
+        + ")",
     )
     serve.add_argument(
         "--minute-seconds",
@@ -71,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=_data_dir,
         default=None,
-        help="the server's data directory (default: the user data directory)",
+        help=f"the server's data directory (default: {_DEFAULT_DIR_HELP})",
     )
     create_key.add_argument("--org", required=True, help="organization name")
     create_key.add_argument(
@@ -102,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=_data_dir,
         default=None,
-        help="the server's data directory (default: the user data directory)",
+        help=f"the server's data directory (default: {_DEFAULT_DIR_HELP})",
     )
     credits.add_argument("--org", required=True, help="organization name")
     credits.add_argument(

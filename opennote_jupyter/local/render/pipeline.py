@@ -173,7 +173,7 @@ def render(
     Raises
     ------
     ValueError
-        If the request holds no text to narrate.
+        If the request contains no text to narrate.
     """
     started = time.perf_counter()
     progress = _Progress(on_stage)

@@ -111,7 +111,7 @@ class _Engine:
         self.lib.espeak_Synth.restype = ctypes.c_int
 
         data_path = espeakng_loader.get_data_path()
-        # 0x8000 (espeakINITIALIZE_DONT_EXIT) asks the library to return an
+        # 0x8000 (espeakINITIALIZE_DONT_EXIT) makes the library return an
         # error instead of exiting the process when its data is missing.
         rate = self.lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0x8000

@@ -10,6 +10,7 @@ launched by path, and every request that is not to 127.0.0.1 is aborted.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -89,8 +90,12 @@ def wait_for_server(url: str, process: subprocess.Popen, log_path: Path) -> None
 
 
 @pytest.fixture
-def jupyterlab(tmp_path):
-    """Yield (base URL, token, log path) of a JupyterLab serving a notebook copy."""
+def jupyterlab(request, tmp_path):
+    """Yield (base URL, token, log path, extra variables) of a JupyterLab.
+
+    JupyterLab serves a copy of the notebook. An indirect parameter, a dict of
+    extra variables, is added to JupyterLab's environment.
+    """
     root_dir = tmp_path / "root"
     root_dir.mkdir()
     shutil.copy(NOTEBOOK, root_dir / NOTEBOOK.name)
@@ -121,6 +126,10 @@ def jupyterlab(tmp_path):
     # Without a key the notebook uses the embedded backend started by its kernel.
     env.pop("OPENNOTE_API_KEY", None)
     env.pop("OPENNOTE_BASE_URL", None)
+    env.pop("JUPYTERHUB_SERVICE_PREFIX", None)
+    env.pop("OPENNOTE_PROXY_PREFIX", None)
+    extra_env = dict(getattr(request, "param", None) or {})
+    env.update(extra_env)
     # The kernel spec says "python"; jupyter_client swaps in the server's interpreter,
     # and PATH makes the venv's tools the ones found first.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -158,7 +167,7 @@ def jupyterlab(tmp_path):
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for_server(f"{base_url}/api/status?token={token}", process, log_path)
-        yield base_url, token, log_path
+        yield base_url, token, log_path, extra_env
     finally:
         process.terminate()
         try:
@@ -280,11 +289,21 @@ def save_screenshot(page, tmp_path: Path) -> Path:
     return path
 
 
+# "direct": the browser loads the backend's loopback URL, as on a laptop.
+# "proxied": the player routes it through jupyter-server-proxy on the Jupyter
+# server, as on Binder and JupyterHub, where JUPYTERHUB_SERVICE_PREFIX is set.
+@pytest.mark.parametrize(
+    "jupyterlab",
+    [{}, {"OPENNOTE_PROXY_PREFIX": "/"}],
+    ids=["direct", "proxied"],
+    indirect=True,
+)
 def test_form_makes_video_that_plays(jupyterlab, tmp_path):
     require_chromium()
     from playwright.sync_api import sync_playwright
 
-    base_url, token, log_path = jupyterlab
+    base_url, token, log_path, extra_env = jupyterlab
+    proxied = "OPENNOTE_PROXY_PREFIX" in extra_env
     blocked: list[str] = []
 
     def allow_loopback_only(route):
@@ -312,7 +331,8 @@ def test_form_makes_video_that_plays(jupyterlab, tmp_path):
                     f"screenshot of the failure: {failure}; JupyterLab log: {log_path}"
                 )
                 raise
-            save_screenshot(page, tmp_path)
+            if not proxied:
+                save_screenshot(page, tmp_path)
         finally:
             browser.close()
 
@@ -321,5 +341,12 @@ def test_form_makes_video_that_plays(jupyterlab, tmp_path):
     assert media["readyState"] >= 1, media
     assert media["duration"] > 0, media
     assert media["currentTime"] >= 1, f"the video did not play: {media}"
-    assert urlsplit(media["src"]).hostname == "127.0.0.1", media
+    src = urlsplit(media["src"])
+    assert src.hostname == "127.0.0.1", media
+    if proxied:
+        assert src.netloc == urlsplit(base_url).netloc, media
+        assert re.match(r"^/proxy/\d+/files/", src.path), media
+    else:
+        assert src.netloc != urlsplit(base_url).netloc, media
+        assert src.path.startswith("/files/"), media
     assert not blocked, f"the page tried to reach other hosts: {blocked}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -313,10 +314,13 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
         """Serve a finished video (``.mp4``) or its captions (``.vtt``) by URL key."""
         # The key in a video URL is already percent-encoded, so it arrives
         # unchanged in the raw path. A client that encoded it once more sends
-        # it in the decoded path instead.
+        # it in the decoded path instead. A proxy may re-encode the path with
+        # other safe characters (jupyter-server-proxy leaves ":" bare), and
+        # quote(unquote(...)) restores the form that build_video_key writes.
         raw = request.scope.get("raw_path", b"").decode("latin-1")
         raw_key = raw[len("/files/") :] if raw.startswith("/files/") else ""
-        for candidate in dict.fromkeys((raw_key, key)):
+        canonical = quote(unquote(raw_key), safe="/")
+        for candidate in dict.fromkeys((raw_key, key, canonical)):
             found = _lookup_file(candidate)
             if found is not None:
                 return found

@@ -310,6 +310,15 @@ def error_for_response(
             status_code=code,
             response=response,
         )
+    if 300 <= code < 400:
+        location = response.headers.get("Location", "another address")
+        return APIError(
+            f"the server redirected (HTTP {code}) to {location}. The client does "
+            "not follow redirects, so the key goes only to the base URL: set "
+            "base_url to the new address if you trust it.",
+            status_code=code,
+            response=response,
+        )
     if code == 404:
         return APIError(
             f"not found (HTTP 404) at {response.url}: check the video id and the "
@@ -442,7 +451,7 @@ class Transport:
                     f"{what} to {self.base_url} failed: {self._secret.scrub(str(exc))}"
                 ) from exc
             else:
-                if response.ok:
+                if 200 <= response.status_code < 300:
                     return response
                 code = response.status_code
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -19,6 +19,7 @@ from fault_proxy import Fault, FaultProxy, Request
 from opennote_jupyter._transport import parse_retry_after
 from opennote_jupyter.client import OpennoteClient
 from opennote_jupyter.errors import (
+    APIError,
     AuthenticationError,
     InsufficientCreditsError,
     NetworkError,
@@ -353,3 +354,22 @@ def test_network_error_message_names_key(own_backend):
     (ikey,) = ikeys
     assert ikey in str(info.value)
     assert len(_server_jobs(own_backend, org)) == 1
+
+
+def test_redirect_not_followed(own_backend):
+    _, key = _org(own_backend)
+
+    def plan(request: Request) -> Fault | None:
+        return Fault(
+            "respond",
+            status=307,
+            headers={"Location": "http://127.0.0.1:9/v1/video/create"},
+            body="{}",
+        )
+
+    with FaultProxy(own_backend.base_url, plan) as proxy:
+        client = _client(key, proxy.base_url)
+        with pytest.raises(APIError, match="does not follow redirects") as info:
+            client.create("Optics", length=1)
+        assert len(proxy.requests_to("POST", CREATE)) == 1
+    assert info.value.status_code == 307

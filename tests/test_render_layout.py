@@ -111,6 +111,7 @@ def test_caption_cues_fit_one_line(text):
     "text",
     [
         "W" * 400,
+        " ".join("W" * k for k in range(1, 40)),
         "$" + "\\frac{1}{2}+" * 30 + "x$ and words after it",
         "mixed 日本語 😀 text with $\\alpha^2$ and a $ broken sign " * 6,
     ],

@@ -1,12 +1,15 @@
-"""Draw slide layouts and caption bands into RGB arrays with matplotlib's Agg."""
+"""Draw slide layouts and caption bands into RGB arrays.
+
+Text comes from matplotlib's FreeType bindings and formulas from its Agg mathtext,
+both with the DejaVu fonts of the matplotlib wheel.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, get_hinting_flag
 from matplotlib.figure import Figure
 from matplotlib.font_manager import get_font
-from matplotlib.ft2font import LoadFlags
 from matplotlib.transforms import IdentityTransform
 
 from opennote_jupyter.local.render import layout
@@ -33,47 +36,75 @@ def _rgb(canvas: FigureCanvasAgg) -> np.ndarray:
 
 
 def draw_slide(slide: layout.SlideLayout) -> np.ndarray:
-    """Return the slide as a (720, 1280, 3) uint8 array; the caption band is empty."""
+    """Return the slide as a (720, 1280, 3) uint8 array; the caption band is empty.
+
+    Plain runs are drawn from FreeType glyph bitmaps, the same layout that
+    :func:`layout.measure` measures. Only a slide with formulas builds a
+    matplotlib figure, and the figure draws just the formulas.
+    """
     background = DARK_BACKGROUND if slide.dark else LIGHT_BACKGROUND
     with layout.MPL_LOCK:
-        figure, canvas = _canvas(layout.WIDTH, layout.HEIGHT, background)
-        transform = IdentityTransform()
+        if any(run.math for line in slide.lines for run in line.runs):
+            image = _draw_math_runs(slide, background).astype(np.float32)
+        else:
+            image = np.empty((layout.HEIGHT, layout.WIDTH, 3), np.float32)
+            image[:] = _hex(background)
+        if not slide.dark:
+            image[:12] = _hex(ACCENT_COLOR)
         for line in slide.lines:
-            color = {"title": TITLE_COLOR, "heading": HEADING_COLOR}.get(
-                line.role, BODY_COLOR
-            )
-            prop = layout.font(line.size, line.bold)
+            color = _hex(_line_color(line)).astype(np.float32)
             for run in line.runs:
+                if not run.math:
+                    _draw_text(
+                        image, run.text, line.size, line.bold, run.x, line.y, color
+                    )
+    image[layout.CAPTION_TOP :] = _hex(CAPTION_BACKGROUND)
+    return image.round().astype(np.uint8)
+
+
+def _line_color(line: layout.Line) -> str:
+    return {"title": TITLE_COLOR, "heading": HEADING_COLOR}.get(line.role, BODY_COLOR)
+
+
+def _draw_math_runs(slide: layout.SlideLayout, background: str) -> np.ndarray:
+    figure, canvas = _canvas(layout.WIDTH, layout.HEIGHT, background)
+    for line in slide.lines:
+        for run in line.runs:
+            if run.math:
                 figure.text(
                     run.x,
                     layout.HEIGHT - line.y,
-                    f"${run.text}$" if run.math else run.text,
-                    fontproperties=prop,
-                    color=color,
-                    transform=transform,
+                    f"${run.text}$",
+                    fontproperties=layout.font(line.size, line.bold),
+                    color=_line_color(line),
+                    transform=IdentityTransform(),
                     va="baseline",
                     ha="left",
-                    parse_math=run.math,
                 )
-        if not slide.dark:
-            figure.patches.append(_accent_bar(figure))
-        image = _rgb(canvas)
-    image[layout.CAPTION_TOP :] = _hex(CAPTION_BACKGROUND)
-    return image
+    return _rgb(canvas)
 
 
-def _accent_bar(figure: Figure):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle(
-        (0, layout.HEIGHT - 12),
-        layout.WIDTH,
-        12,
-        transform=IdentityTransform(),
-        facecolor=ACCENT_COLOR,
-        edgecolor="none",
-        figure=figure,
-    )
+def _draw_text(
+    image: np.ndarray,
+    text: str,
+    size: float,
+    bold: bool,
+    x: float,
+    baseline: float,
+    color: np.ndarray,
+) -> None:
+    """Blend ``text`` into ``image`` with its left end at ``x`` on ``baseline``."""
+    face = get_font(layout.BOLD_FONT if bold else layout.REGULAR_FONT)
+    face.clear()
+    face.set_size(size, 72)
+    face.set_text(text, 0.0, flags=get_hinting_flag())
+    face.draw_glyphs_to_bitmap(antialiased=True)
+    coverage = np.asarray(face.get_image(), dtype=np.float32) / 255.0
+    descent = face.get_descent() / 64
+    offset_x = face.get_bitmap_offset()[0] / 64
+    row = round(baseline + descent - coverage.shape[0])
+    column = round(x + offset_x)
+    _blend(image, coverage, row, column, color)
 
 
 def _hex(color: str) -> np.ndarray:
@@ -96,7 +127,7 @@ def draw_caption(lines: list[str]) -> np.ndarray:
         for number, text in enumerate(lines):
             face.clear()
             face.set_size(layout.CAPTION_SIZE, 72)
-            face.set_text(layout.displayable(text), 0.0, flags=LoadFlags.FORCE_AUTOHINT)
+            face.set_text(layout.displayable(text), 0.0, flags=get_hinting_flag())
             face.draw_glyphs_to_bitmap(antialiased=True)
             coverage = np.asarray(face.get_image(), dtype=np.float32) / 255.0
             descent = face.get_descent() / 64

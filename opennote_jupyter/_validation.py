@@ -68,8 +68,10 @@ def check_api_key(value: Any, source: str) -> str:
         or lowered.endswith("...")
     )
     if placeholder:
-        what = "empty" if not key else "a placeholder, not a real key"
-        raise ConfigurationError(f"the API key from {source} is {what}. " + _HOW_TO_SET)
+        problem = "empty" if not key else "a placeholder, not a real key"
+        raise ConfigurationError(
+            f"the API key from {source} is {problem}. " + _HOW_TO_SET
+        )
     if any(ch.isspace() for ch in key) or not key.isascii() or not key.isprintable():
         raise ConfigurationError(
             f"the API key from {source} contains spaces or characters an HTTP "
@@ -105,11 +107,11 @@ def check_base_url(value: Any, source: str) -> str:
 
 
 def _invalid(field: str, value: Any, rule: str) -> RequestValidationError:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
+    value_text = repr(value)
+    if len(value_text) > 80:
+        value_text = value_text[:77] + "..."
     return RequestValidationError(
-        f"{field}={shown} is invalid: {rule}", field=field, value=value
+        f"{field}={value_text} is invalid: {rule}", field=field, value=value
     )
 
 

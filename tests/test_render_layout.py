@@ -239,3 +239,14 @@ def test_math_with_emoji_stays_literal(caplog):
     assert [token.math for token in tokens] == [False, False, False]
     assert tokens[1].text == "$x😀$"
     assert caplog.records == []
+
+
+def test_cues_break_at_sentences_and_commas():
+    text = "One two. Three four five six, seven eight nine ten eleven twelve thirteen"
+    timed = [(word, i * 0.3, i * 0.3 + 0.3) for i, word in enumerate(text.split())]
+    cues = captions.group_words(timed)
+    assert [cue.text for cue in cues] == [
+        "One two.",
+        "Three four five six,",
+        "seven eight nine ten eleven twelve thirteen",
+    ]

@@ -9,6 +9,8 @@ from pathlib import Path
 from opennote_jupyter.local.render import layout
 
 MAX_CUE_WORDS = 8
+# A cue of this many words also ends at a comma, so cues tend to hold clauses.
+MIN_WORDS_BEFORE_COMMA_BREAK = 4
 _SENTENCE_END = re.compile(r"[.!?;:]$")
 
 
@@ -26,9 +28,10 @@ def group_words(
 ) -> list[Cue]:
     """Join timed words into cues that fit on one caption line.
 
-    ``words`` contains ``(text, start, end)`` in order. A cue ends after a sentence,
-    at eight words, or before it would grow wider than ``max_width`` pixels. A word
-    wider than a whole line is cut into pieces that share its time.
+    ``words`` contains ``(text, start, end)`` in order. A cue ends after a
+    sentence, after a comma once it has four words, at eight words, or before it
+    would grow wider than ``max_width`` pixels. A word wider than a whole line is
+    cut into pieces that share its time.
     """
     pieces: list[tuple[str, float, float]] = []
     for text, start, end in words:
@@ -60,7 +63,10 @@ def group_words(
             if too_wide or len(current) >= MAX_CUE_WORDS:
                 flush()
         current.append(piece)
-        if _SENTENCE_END.search(piece[0]):
+        comma_break = (
+            piece[0].endswith(",") and len(current) >= MIN_WORDS_BEFORE_COMMA_BREAK
+        )
+        if _SENTENCE_END.search(piece[0]) or comma_break:
             flush()
     flush()
     return cues

@@ -107,6 +107,8 @@ def test_render_script_output(tmp_path):
     percents = [percent for _, percent in stages]
     assert percents == sorted(percents)
     assert percents[-1] == 100
+    assert len(stages) == len(set(stages))
+    assert len(stages) <= 110
     assert {"script", "voice", "slides", "encode"} <= {stage for stage, _ in stages}
     assert result.notes == ()
 

@@ -141,12 +141,23 @@ def _slide_times(part: _Part) -> list[float]:
 
 
 class _Progress:
+    """Forwards stage reports, at most one per stage and whole percent.
+
+    The server stores every report, and the encoder would otherwise send one
+    per frame.
+    """
+
     def __init__(self, on_stage: StageCallback | None) -> None:
         self.on_stage = on_stage
+        self.last: tuple[str, int] | None = None
 
     def __call__(self, stage: str, percent: float) -> None:
-        if self.on_stage is not None:
-            self.on_stage(stage, round(min(100.0, max(0.0, percent)), 1))
+        percent = round(min(100.0, max(0.0, percent)), 1)
+        key = (stage, int(percent))
+        if self.on_stage is None or key == self.last:
+            return
+        self.last = key
+        self.on_stage(stage, percent)
 
 
 def render(

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,20 @@ log = logging.getLogger("opennote_jupyter.client")
 # The server remembers an Idempotency-Key for 24 hours; an older open intent
 # cannot be deduplicated any more, so it is not reused.
 IDEMPOTENCY_TTL_S = 24 * 3600.0
+
+
+@dataclass
+class _CacheEntry:
+    """Events parsed so far from one journal file."""
+
+    inode: int
+    offset: int = 0
+    lines: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+_CACHE: dict[str, _CacheEntry] = {}
+_CACHE_LOCK = threading.Lock()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -71,8 +87,15 @@ class Journal:
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with file_lock(self._lock_path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line)
+            with open(self.path, "a+b") as handle:
+                # A crash may have cut the last line short; start a new line so
+                # this record does not merge into it.
+                handle.seek(0, os.SEEK_END)
+                if handle.tell() > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        handle.write(b"\n")
+                handle.write(line.encode("utf-8"))
                 handle.flush()
                 if event == "intent":
                     os.fsync(handle.fileno())
@@ -80,25 +103,49 @@ class Journal:
     def events(self) -> list[dict[str, Any]]:
         """Return every readable event, oldest first.
 
-        A line cut short by a crash is skipped and logged.
+        The file is append-only, so only the bytes added since the last call are
+        parsed. A line that does not parse (cut short by a crash) is skipped and
+        logged.
         """
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                lines = handle.readlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+        key = str(self.path)
+        with _CACHE_LOCK:
             try:
-                record = json.loads(line)
-            except ValueError:
-                log.warning("journal %s: skipped unreadable line %d", self.path, number)
-                continue
-            if isinstance(record, dict):
-                out.append(record)
-        return out
+                stat = os.stat(self.path)
+            except FileNotFoundError:
+                _CACHE.pop(key, None)
+                return []
+            cached = _CACHE.get(key)
+            if (
+                cached is None
+                or cached.inode != stat.st_ino
+                or stat.st_size < cached.offset
+            ):
+                cached = _CacheEntry(inode=stat.st_ino)
+                _CACHE[key] = cached
+            if stat.st_size > cached.offset:
+                with open(self.path, "rb") as handle:
+                    handle.seek(cached.offset)
+                    data = handle.read()
+                # A line still being written by another process ends without a
+                # newline; it is read on a later call.
+                complete = data[: data.rfind(b"\n") + 1]
+                cached.offset += len(complete)
+                for raw in complete.splitlines():
+                    cached.lines += 1
+                    if not raw.strip():
+                        continue
+                    try:
+                        record = json.loads(raw)
+                    except ValueError:
+                        log.warning(
+                            "journal %s: skipped unreadable line %d",
+                            self.path,
+                            cached.lines,
+                        )
+                        continue
+                    if isinstance(record, dict):
+                        cached.records.append(record)
+            return list(cached.records)
 
     def jobs(self, scope: str | None = None) -> list[dict[str, Any]]:
         """Merge the events into one row per create intent, oldest first.

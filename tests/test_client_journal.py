@@ -237,3 +237,22 @@ def test_batch_of_20_on_developer_tier_is_paced(tmp_path):
     gaps = [times[i + 3] - times[i] for i in range(len(times) - 3)]
     assert min(gaps) >= minute_s * 0.95
     assert elapsed >= 6 * minute_s
+
+
+def test_journal_recovers_from_cut_line(tmp_path, caplog):
+    from opennote_jupyter.journal import Journal
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append("intent", idempotency_key="k1", scope="s", intent="i", pid=1)
+    assert [e["idempotency_key"] for e in journal.events()] == ["k1"]
+    # A process killed mid-write leaves half a line without its newline.
+    with open(journal.path, "ab") as handle:
+        handle.write(b'{"event":"created","idempotency_key":"k1","vid')
+    assert len(journal.events()) == 1
+    journal.append("created", idempotency_key="k1", video_id="v1")
+    events = journal.events()
+    assert [e["event"] for e in events] == ["intent", "created"]
+    assert events[1]["video_id"] == "v1"
+    assert "skipped unreadable line 2" in caplog.text
+    # A second reader (a restarted kernel) sees the same.
+    assert Journal(journal.path).find(video_id="v1")["idempotency_key"] == "k1"

@@ -162,16 +162,18 @@ def test_render_failure_leaves_no_mp4(tmp_path, monkeypatch):
     # A real encoder does not fail on demand, so caption drawing is made to fail
     # in the middle of encoding, after the mp4 has been opened.
     calls = []
+    draw = slides.caption_coverage
 
     def failing_caption(lines):
         calls.append(lines)
         if len(calls) > 2:
             raise RuntimeError("drawing failed")
-        return slides.empty_caption()
+        return draw(lines)
 
-    monkeypatch.setattr(slides, "draw_caption", failing_caption)
+    monkeypatch.setattr(slides, "caption_coverage", failing_caption)
     with pytest.raises(RuntimeError, match="drawing failed"):
         pipeline.render(RenderRequest(script=SCRIPT), tmp_path, use_voice=False)
+    assert len(calls) == 3
     assert list(tmp_path.iterdir()) == []
 
 

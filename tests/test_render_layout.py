@@ -250,3 +250,21 @@ def test_cues_break_at_sentences_and_commas():
         "Three four five six,",
         "seven eight nine ten eleven twelve thirteen",
     ]
+
+
+def test_caption_blend_in_yuv_matches_rgb():
+    from opennote_jupyter.local.render import encode
+
+    lines = ["Blending in YUV, café 42"]
+    via_rgb = encode.rgb_to_yuv420(slides.draw_caption(lines)).astype(int)
+    full = np.empty_like(slides.empty_caption())
+    full[:] = slides.hex_color(slides.CAPTION_COLOR)
+    via_yuv = encode.blend_yuv420(
+        slides.caption_coverage(lines),
+        encode.rgb_to_yuv420(slides.empty_caption()),
+        encode.rgb_to_yuv420(full),
+    ).astype(int)
+    assert via_yuv.shape == via_rgb.shape
+    # Rounding in two places differs by at most a couple of code values.
+    assert np.abs(via_yuv - via_rgb).max() <= 3
+    assert via_yuv[: via_yuv.shape[0] * 2 // 3].max() > 200

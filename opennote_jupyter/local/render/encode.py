@@ -64,6 +64,32 @@ def replace_rows(picture: np.ndarray, band: np.ndarray, top: int) -> np.ndarray:
     return result
 
 
+def blend_yuv420(
+    coverage: np.ndarray, background: np.ndarray, foreground: np.ndarray
+) -> np.ndarray:
+    """Blend two solid packed yuv420p pictures with ``coverage`` as alpha.
+
+    RGB to YUV conversion is affine, so blending in YUV gives the same picture
+    as blending in RGB and converting, without a swscale pass per caption.
+    ``coverage`` is (h, w) with even h and w; chroma uses its 2x2 means.
+    """
+    height, width = coverage.shape
+    luma = (
+        background[:height]
+        + (foreground[:height].astype(np.float32) - background[:height]) * coverage
+    )
+    half = coverage.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+    packed_half = half.reshape(height // 4, width)
+    chroma = []
+    for plane in (0, 1):
+        start = height + plane * height // 4
+        rows = slice(start, start + height // 4)
+        low = background[rows].astype(np.float32)
+        chroma.append(low + (foreground[rows] - low) * packed_half)
+    result = np.concatenate([luma, *chroma])
+    return np.clip(result.round(), 0, 255).astype(np.uint8)
+
+
 def encode_mp4(
     path: Path,
     frames: Iterable[tuple[int, np.ndarray]],

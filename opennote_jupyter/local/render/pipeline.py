@@ -317,7 +317,12 @@ class _PictureSource:
         self.frames = frames
         self.convert_each = convert_each
         self.slide_pictures = [encode.rgb_to_yuv420(image) for image in slide_images]
-        self.bands: dict[int | None, np.ndarray] = {}
+        empty = slides.empty_caption()
+        self.band_background = encode.rgb_to_yuv420(empty)
+        full = np.empty_like(empty)
+        full[:] = slides.hex_color(slides.CAPTION_COLOR)
+        self.band_foreground = encode.rgb_to_yuv420(full)
+        self.bands: dict[int | None, np.ndarray] = {None: self.band_background}
 
     def _band_rgb(self, cue_index: int | None) -> np.ndarray:
         if cue_index is None:
@@ -331,7 +336,10 @@ class _PictureSource:
             return encode.rgb_to_yuv420(image)
         band = self.bands.get(cue_index)
         if band is None:
-            band = encode.rgb_to_yuv420(self._band_rgb(cue_index))
+            coverage = slides.caption_coverage([self.cues[cue_index].text])
+            band = encode.blend_yuv420(
+                coverage, self.band_background, self.band_foreground
+            )
             self.bands[cue_index] = band
         return encode.replace_rows(
             self.slide_pictures[slide_index], band, layout.CAPTION_TOP

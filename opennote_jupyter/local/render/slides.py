@@ -48,17 +48,17 @@ def draw_slide(slide: layout.SlideLayout) -> np.ndarray:
             image = _draw_math_runs(slide, background).astype(np.float32)
         else:
             image = np.empty((layout.HEIGHT, layout.WIDTH, 3), np.float32)
-            image[:] = _hex(background)
+            image[:] = hex_color(background)
         if not slide.dark:
-            image[:12] = _hex(ACCENT_COLOR)
+            image[:12] = hex_color(ACCENT_COLOR)
         for line in slide.lines:
-            color = _hex(_line_color(line)).astype(np.float32)
+            color = hex_color(_line_color(line)).astype(np.float32)
             for run in line.runs:
                 if not run.math:
                     _draw_text(
                         image, run.text, line.size, line.bold, run.x, line.y, color
                     )
-    image[layout.CAPTION_TOP :] = _hex(CAPTION_BACKGROUND)
+    image[layout.CAPTION_TOP :] = hex_color(CAPTION_BACKGROUND)
     return image.round().astype(np.uint8)
 
 
@@ -107,19 +107,19 @@ def _draw_text(
     _blend(image, coverage, row, column, color)
 
 
-def _hex(color: str) -> np.ndarray:
+def hex_color(color: str) -> np.ndarray:
+    """Convert ``"#rrggbb"`` to an RGB uint8 array."""
     return np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
 
 
-def draw_caption(lines: list[str]) -> np.ndarray:
-    """Return the caption band holding ``lines``, centered, as an RGB array.
+def caption_coverage(lines: list[str]) -> np.ndarray:
+    """Return the caption band's text coverage (0 to 1) for ``lines``, centered.
 
     Captions are plain text, so they are drawn straight from FreeType glyph
     bitmaps, which takes about a tenth of the time of a matplotlib figure.
     """
     height = layout.HEIGHT - layout.CAPTION_TOP
-    band = empty_caption().astype(np.float32)
-    foreground = _hex(CAPTION_COLOR).astype(np.float32)
+    coverage = np.zeros((height, layout.WIDTH, 1), np.float32)
     step = layout.CAPTION_SIZE * layout.LINE_SPACING
     top = (height - step * len(lines)) / 2
     with layout.MPL_LOCK:
@@ -129,12 +129,21 @@ def draw_caption(lines: list[str]) -> np.ndarray:
             face.set_size(layout.CAPTION_SIZE, 72)
             face.set_text(layout.displayable(text), 0.0, flags=get_hinting_flag())
             face.draw_glyphs_to_bitmap(antialiased=True)
-            coverage = np.asarray(face.get_image(), dtype=np.float32) / 255.0
+            glyphs = np.asarray(face.get_image(), dtype=np.float32) / 255.0
             descent = face.get_descent() / 64
             baseline = top + step * (number + 0.78)
-            row = round(baseline - (coverage.shape[0] - descent))
-            column = round((layout.WIDTH - coverage.shape[1]) / 2)
-            _blend(band, coverage, row, column, foreground)
+            row = round(baseline - (glyphs.shape[0] - descent))
+            column = round((layout.WIDTH - glyphs.shape[1]) / 2)
+            _blend(coverage, glyphs, row, column, np.ones(1, np.float32))
+    return coverage[:, :, 0]
+
+
+def draw_caption(lines: list[str]) -> np.ndarray:
+    """Return the caption band holding ``lines``, centered, as an RGB array."""
+    alpha = caption_coverage(lines)[:, :, None]
+    background = hex_color(CAPTION_BACKGROUND).astype(np.float32)
+    foreground = hex_color(CAPTION_COLOR).astype(np.float32)
+    band = background * (1.0 - alpha) + foreground * alpha
     return band.round().astype(np.uint8)
 
 
@@ -156,5 +165,5 @@ def _blend(
 def empty_caption() -> np.ndarray:
     """Return the caption band with no text."""
     band = np.empty((layout.HEIGHT - layout.CAPTION_TOP, layout.WIDTH, 3), np.uint8)
-    band[:] = _hex(CAPTION_BACKGROUND)
+    band[:] = hex_color(CAPTION_BACKGROUND)
     return band

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ HOSTED_ENV_VARS = ("OPENNOTE_API_KEY", "OPENNOTE_BASE_URL")
 DEFAULT_OUTPUT_DIR = "quickstart-output"
 NOTEBOOK_NAME = "quickstart.ipynb"
 DEFAULT_CELL_TIMEOUT = 600.0
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def find_quickstart_notebook() -> Path:
@@ -236,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        print(f"error: the quickstart notebook failed: {exc}", file=sys.stderr)
+        # The kernel's traceback carries terminal colour codes.
+        details = ANSI_ESCAPE.sub("", str(exc))
+        print(f"error: the quickstart notebook failed: {details}", file=sys.stderr)
         return 1
 
     videos = list_videos(output_dir)

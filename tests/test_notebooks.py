@@ -189,3 +189,33 @@ def test_analyze_video_sets_notebook_executes(tmp_path):
         text for text in outputs_of_type(notebook, "text/html") if "<table" in text
     ]
     assert tables, "the notebook shows no table"
+
+
+def test_quickstart_runner_reports_failed_cell(tmp_path):
+    broken = tmp_path / "broken.ipynb"
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("1 / 0")]
+    nbformat.write(notebook, broken)
+    output_dir = tmp_path / "out"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opennote_jupyter.quickstart",
+            "--notebook",
+            str(broken),
+            "--output",
+            str(output_dir),
+        ],
+        cwd=tmp_path,
+        env=notebook_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert "error: the quickstart notebook failed" in completed.stderr
+    assert "ZeroDivisionError" in completed.stderr
+    assert "\x1b[" not in completed.stderr, "colour codes leaked into the message"
+    assert "HTML page" not in completed.stdout

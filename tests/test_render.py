@@ -115,6 +115,7 @@ def test_render_script_output(tmp_path):
 
 def test_render_mp4_faststart(tmp_path):
     result = render_video(RenderRequest(script="One short sentence."), tmp_path)
+    check_video(result.video_path, result.duration)
     data = result.video_path.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")
     assert result.title == "One short sentence"
@@ -262,6 +263,7 @@ def test_render_speaks_math_in_title_and_heading(tmp_path):
         title="The $\\alpha$ particle",
     )
     result = pipeline.render(request, tmp_path, use_voice=False)
+    check_video(result.video_path, result.duration)
     assert result.title == "The $\\alpha$ particle"
     assert result.transcript.startswith("The alpha particle\n\nWhy E equals m c")
     assert "$" not in result.transcript

@@ -379,9 +379,10 @@ def test_empty_input():
 
 
 def test_large_input_split_across_threads():
-    # Enough rows for several worker threads; the bad rows sit in the last chunk.
+    # Enough rows for several chunks on several threads; the bad rows sit in the
+    # last chunk.
     good = [CASES[name][0] for name in sorted(CASES)]
-    urls = good * (120_000 // len(good))
+    urls = good * (80_000 // len(good))
     urls[-5] = IMPOSSIBLE_DATE
     urls[-3] = None
     frame = parse_video_urls(urls)

@@ -96,6 +96,7 @@ def jupyterlab(request, tmp_path):
     JupyterLab serves a copy of the notebook. An indirect parameter, a dict of
     extra variables, is added to JupyterLab's environment.
     """
+    require_chromium()
     root_dir = tmp_path / "root"
     root_dir.mkdir()
     shutil.copy(NOTEBOOK, root_dir / NOTEBOOK.name)
@@ -299,7 +300,6 @@ def save_screenshot(page, tmp_path: Path) -> Path:
     indirect=True,
 )
 def test_form_makes_video_that_plays(jupyterlab, tmp_path):
-    require_chromium()
     from playwright.sync_api import sync_playwright
 
     base_url, token, log_path, extra_env = jupyterlab

@@ -365,6 +365,9 @@ def _parse_group(
     dot_ok = (ext_len >= 1) & (ext_len < _TAIL)
     dot_ok &= tail[np.arange(len(tail)), dot_index] == ord(".")
 
+    # Pick each row's template by a few bytes; the numbers are positions in
+    # _HEAD_TEMPLATES. The templates differ at these bytes, so a row fits at most
+    # the one picked, and _matches_template checks that it does.
     discriminator = _dense(binary, prefix_len, prefix_len + _DISCRIMINATOR_WIDTH)
     is_image = discriminator[:, 4] != ord("-")
     is_current = discriminator[:, 13] == ord("%")

@@ -192,7 +192,7 @@ def run_form(page, base_url: str, token: str) -> dict:
     """Open the notebook, run it, submit the form and return the video's state."""
     page.goto(f"{base_url}/lab/tree/{NOTEBOOK.name}?token={token}")
 
-    # "Run All" does nothing while the toolbar still says "No Kernel", so wait for a
+    # "Run All" does nothing while the toolbar still shows "No Kernel", so wait for a
     # kernel name and for the idle state.
     wait_until(
         page,

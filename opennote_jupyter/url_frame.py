@@ -237,7 +237,9 @@ def _to_arrow(urls: Any) -> tuple[pa.LargeStringArray, dict[int, Any]]:
         )
     values = list(urls)
     try:
-        return pa.array(values, type=pa.large_string(), from_pandas=True), {}
+        # from_pandas=False is many times faster; NaN then raises and takes the
+        # per-value path below.
+        return pa.array(values, type=pa.large_string(), from_pandas=False), {}
     except (pa.ArrowException, UnicodeEncodeError):
         pass
     odd_rows: dict[int, Any] = {}

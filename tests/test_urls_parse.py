@@ -440,3 +440,9 @@ def test_local_backend_url_round_trip(local_backend):
 def test_nan_is_missing_not_text():
     frame = parse_video_urls([float("nan")])
     assert frame["url"].iloc[0] is pd.NA
+
+
+def test_missing_kinds_in_list():
+    frame = parse_video_urls([pd.NA, np.nan, None, pd.NaT, CASES["current"][0]])
+    assert frame["error"].tolist()[:4] == ["missing value"] * 4
+    assert frame["error"].iloc[4] is pd.NA

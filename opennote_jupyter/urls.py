@@ -119,8 +119,9 @@ class VideoUrl:
     bucket
         The S3 bucket name, or ``None`` for a URL of the local backend.
     created_at
-        Creation time as written in the key: a naive ``datetime``. The key carries
-        no zone; Opennote writes UTC.
+        Creation time as written in the key, as a naive ``datetime`` because the
+        key carries no zone. :func:`build_video_key` and the local backend write
+        UTC.
     id
         The UUID in the key, lowercase.
     title
@@ -169,8 +170,8 @@ def parse_video_url(url: str) -> VideoUrl:
     Returns
     -------
     VideoUrl
-        The metadata. ``created_at`` is naive because the key carries no zone
-        (Opennote writes UTC). The title is decoded exactly twice with
+        The metadata. ``created_at`` is naive because the key carries no zone. The
+        title is decoded exactly twice with
         :func:`urllib.parse.unquote`, so ``+`` stays ``+``.
 
     Raises

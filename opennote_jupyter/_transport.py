@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import json
 import logging
 import math
 import random
@@ -183,12 +184,68 @@ def scrub_response(response: requests.Response | None, secret: Secret) -> None:
         request = item.request
         if request is not None and "Authorization" in request.headers:
             request.headers["Authorization"] = f"Bearer {REDACTED}"
+        _scrub_headers(item, secret)
         # requests keeps the body in ``_content``; it is read here so that
         # ``.text`` and ``.json()`` only ever see the scrubbed bytes.
         content = item.content if item._content_consumed else None
         key = secret.reveal().encode()
         if content and key and key in content:
-            item._content = content.replace(key, REDACTED.encode())
+            content = content.replace(key, REDACTED.encode())
+            item._content = content
+        if content:
+            item._content = _scrub_json_escapes(content, secret)
+
+
+def _scrub_headers(response: requests.Response, secret: Secret) -> None:
+    """Replace the key in the response's header values and reason phrase.
+
+    A server may echo the key in ``WWW-Authenticate``, a ``Location`` or a
+    custom header; the urllib3 response under ``.raw`` holds copies as well.
+    """
+    holders = [response.headers, getattr(response.raw, "headers", None)]
+    for headers in holders:
+        if headers is None:
+            continue
+        for name, value in list(headers.items()):
+            if isinstance(value, str) and secret.scrub(value) != value:
+                headers[name] = secret.scrub(value)
+    original = getattr(response.raw, "_original_response", None)
+    message = getattr(original, "msg", None)
+    if message is not None:
+        for name, value in list(message.items()):
+            if isinstance(value, str) and secret.scrub(value) != value:
+                message.replace_header(name, secret.scrub(value))
+    if isinstance(response.reason, str):
+        response.reason = secret.scrub(response.reason)
+
+
+def _scrub_json_escapes(content: bytes, secret: Secret) -> bytes:
+    r"""Return ``content`` without the key in any of its JSON spellings.
+
+    JSON may write a character of the key as an escape (``\/`` for ``/``,
+    ``\u0041`` for ``A``), which the byte replacement misses but ``.json()``
+    would decode back into the key. Such a body is decoded, scrubbed and
+    encoded again.
+    """
+    if b"\\" not in content:
+        return content
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return content
+    if secret.reveal() not in json.dumps(body, ensure_ascii=False):
+        return content
+
+    def scrubbed(value: Any) -> Any:
+        if isinstance(value, str):
+            return secret.scrub(value)
+        if isinstance(value, list):
+            return [scrubbed(item) for item in value]
+        if isinstance(value, dict):
+            return {secret.scrub(str(k)): scrubbed(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(scrubbed(body)).encode()
 
 
 def _scrub_exception(exc: requests.RequestException, secret: Secret) -> None:

@@ -36,8 +36,9 @@ class Fault:
     ``kind`` is one of ``drop_after`` (forward, then close without responding),
     ``drop_before`` (close without forwarding), ``slow`` (forward, then wait
     ``delay`` seconds before responding) or ``respond`` (respond with ``status``,
-    ``headers`` and ``body`` without forwarding; ``{auth}`` in the body becomes the
-    request's bearer token).
+    ``headers`` and ``body`` without forwarding; ``{auth}`` in the body or a header
+    value becomes the request's bearer token, and ``{auth_escaped}`` in the body
+    becomes the token written as JSON ``\\uXXXX`` escapes).
     """
 
     kind: str
@@ -209,8 +210,16 @@ class FaultProxy:
             return
         if fault is not None and fault.kind == "respond":
             token = handler.headers.get("Authorization", "").removeprefix("Bearer ")
-            data = fault.body.replace("{auth}", token).encode()
-            headers = [("Content-Type", "application/json"), *fault.headers.items()]
+            escaped = "".join(f"\\u{ord(ch):04x}" for ch in token)
+            data = (
+                fault.body.replace("{auth}", token)
+                .replace("{auth_escaped}", escaped)
+                .encode()
+            )
+            headers = [
+                ("Content-Type", "application/json"),
+                *((k, v.replace("{auth}", token)) for k, v in fault.headers.items()),
+            ]
             self._record(handler, fault, False, fault.status)
             self._respond(handler, fault.status, headers, data)
             return

@@ -12,7 +12,7 @@ import pytest
 from fault_proxy import Fault, FaultProxy, Request
 
 from opennote_jupyter.client import OpennoteClient
-from opennote_jupyter.errors import AuthenticationError, NetworkError
+from opennote_jupyter.errors import APIError, AuthenticationError, NetworkError
 
 
 @pytest.fixture(autouse=True)
@@ -140,3 +140,34 @@ def test_placeholder_message_omits_value():
     with pytest.raises(Exception) as info:
         OpennoteClient("<sk-live-1234-your key>", "http://127.0.0.1:9")
     assert "sk-live-1234" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body"),
+    [
+        (
+            401,
+            {"WWW-Authenticate": 'Bearer error="invalid_token" token="{auth}"'},
+            '{"detail": "Invalid API key"}',
+        ),
+        (401, {}, '{"detail": "Invalid API key {auth_escaped}"}'),
+        (302, {"Location": "http://127.0.0.1:9/login?key={auth}"}, ""),
+    ],
+    ids=["header", "json-escaped", "redirect"],
+)
+def test_key_echoed_outside_plain_body_is_hidden(local_backend, status, headers, body):
+    key = local_backend.create_key(f"org-{uuid.uuid4().hex[:8]}", credits=10.0)
+
+    def plan(request: Request) -> Fault | None:
+        return Fault("respond", status=status, headers=headers, body=body)
+
+    with FaultProxy(local_backend.base_url, plan) as proxy:
+        client = OpennoteClient(key, proxy.base_url, max_retries=0)
+        with pytest.raises(APIError) as info:
+            client.create("Entropy", length=1)
+    response = info.value.response
+    text = _visible_text(info.value)
+    text += repr(response.json()) if response.content else ""
+    text += repr(dict(response.raw.headers)) + repr(response.reason)
+    assert "***" in text  # the echo arrived and was replaced
+    assert key not in text

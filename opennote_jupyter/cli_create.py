@@ -60,6 +60,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-progress", action="store_true", help="do not draw the progress bar"
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log retries, pacing waits and the local backend's work to stderr",
+    )
     parser.set_defaults(handler=run)
     return parser
 
@@ -107,6 +112,26 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Send the package's log records to stderr only when asked to.
+
+    Without a handler, Python prints every warning (each retry of a request)
+    and the local backend's errors with their tracebacks, burying the one
+    line that says what failed.
+    """
+    import logging
+
+    logger = logging.getLogger("opennote_jupyter")
+    handler: logging.Handler
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.setLevel(logging.INFO)
+    else:
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+
+
 def run(args: argparse.Namespace) -> int:
     """Make the video described by ``args``; return the process exit code."""
     from opennote_jupyter.client import OpennoteClient
@@ -124,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.prompt and script is None:
         return _fail("pass a prompt or --script FILE", 2)
 
+    _configure_logging(args.verbose)
     bar = None if args.no_progress else ProgressBar(sys.stderr)
     job = None
     try:

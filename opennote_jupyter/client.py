@@ -12,6 +12,7 @@ module level, so scripts and the notebook layer share it::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -807,43 +808,78 @@ class OpennoteClient:
         """Write a finished video's mp4 to ``path`` and return the path.
 
         A base64 result is decoded; a URL result is downloaded without the API
-        key, because video URLs are public and may point at another host. The file
-        appears complete or not at all.
+        key, because video URLs are public and may point at another host. A
+        regular file appears complete or not at all: the bytes go to a ``.part``
+        file beside it that is renamed at the end and removed on failure. A path
+        that exists and is not a regular file (``/dev/stdout``, a named pipe) is
+        written in place.
+
+        Raises
+        ------
+        OpennoteError
+            ``path`` is a directory or cannot be written, or the result has no
+            video.
+        NetworkError, APIError
+            The download failed.
         """
+        target = Path(path)
+        if target.is_dir():
+            raise OpennoteError(
+                f"cannot save the video to {target}: it is a directory. Pass a "
+                f"file path such as {target / 'video.mp4'}"
+            )
+        in_place = target.exists() and not target.is_file()
+        if not in_place and target.is_symlink():
+            # Write through the link, not over it.
+            target = target.resolve()
+        partial = target if in_place else target.with_name(target.name + ".part")
+        try:
+            if not in_place:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            self._write_video(result, partial)
+            if not in_place:
+                os.replace(partial, target)
+        except OSError as exc:
+            raise OpennoteError(
+                f"cannot write the video to {target}: "
+                f"{exc.strerror or type(exc).__name__}. Choose a writable file path."
+            ) from exc
+        finally:
+            if not in_place:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+        return Path(path)
+
+    def _write_video(self, result: VideoResult, destination: Path) -> None:
+        """Write the mp4 of ``result`` to ``destination``, downloading it if needed."""
         import requests
 
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
         data = result.video_bytes()
         if data is not None:
-            partial.write_bytes(data)
-        elif result.s3_url:
-            try:
-                with requests.get(
-                    result.s3_url, stream=True, timeout=self._timeout
-                ) as response:
-                    if not response.ok:
-                        raise APIError(
-                            f"download of {result.s3_url} failed with HTTP "
-                            f"{response.status_code}: check the URL in a browser",
-                            status_code=response.status_code,
-                            response=response,
-                        )
-                    with open(partial, "wb") as handle:
-                        for chunk in response.iter_content(chunk_size=1 << 16):
-                            handle.write(chunk)
-            except requests.RequestException as exc:
-                raise NetworkError(
-                    f"download of {result.s3_url} failed: {type(exc).__name__}. "
-                    "Try again."
-                ) from exc
-        else:
+            destination.write_bytes(data)
+            return
+        if not result.s3_url:
             raise OpennoteError(
                 f"video {result.video_id} has neither a URL nor base64 data to save"
             )
-        os.replace(partial, target)
-        return target
+        try:
+            with requests.get(
+                result.s3_url, stream=True, timeout=self._timeout
+            ) as response:
+                if not response.ok:
+                    raise APIError(
+                        f"download of {result.s3_url} failed with HTTP "
+                        f"{response.status_code}: check the URL in a browser",
+                        status_code=response.status_code,
+                        response=response,
+                    )
+                with open(destination, "wb") as handle:
+                    for chunk in response.iter_content(chunk_size=1 << 16):
+                        handle.write(chunk)
+        except requests.RequestException as exc:
+            raise NetworkError(
+                f"download of {result.s3_url} failed: {type(exc).__name__}. Try again."
+            ) from exc
 
     # -- journal -----------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -73,3 +76,39 @@ def test_create_needs_prompt_or_script(org_env, capsys):
     code = main(["create"])
     assert code == 2
     assert "pass a prompt or --script" in capsys.readouterr().err
+
+
+def test_create_out_to_directory_fails_in_one_line(org_env, tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    code = main(["create", "Why ice floats", "--length", "1", "--out", str(folder)])
+    captured = capsys.readouterr()
+    assert code == 1
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("opennote-video create: error: ")
+    assert "is a directory" in last
+    assert "Traceback" not in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "videos"]
+
+
+def test_unreachable_server_fails_in_one_line(tmp_path):
+    # A subprocess: pytest's log capture would hide the retry warnings that
+    # Python's last-resort handler prints in a real terminal.
+    env = {
+        **os.environ,
+        "OPENNOTE_JUPYTER_HOME": str(tmp_path / "home"),
+        "OPENNOTE_API_KEY": "sk-unreachable-0123456789",
+        "OPENNOTE_BASE_URL": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "opennote_jupyter.cli", "create", "Gravity"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("opennote-video create: error: ")
+    assert "ConnectionError" in lines[0]

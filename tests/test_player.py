@@ -10,6 +10,9 @@ import dataclasses
 import html
 import json
 import re
+import socket
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -214,3 +217,62 @@ def test_proxy_leaves_remote_urls(monkeypatch):
     hosted = "https://videofs.example.com/files/a.mp4"
     assert browser_url(hosted) == hosted
     assert browser_url("http://127.0.0.1/files/a.mp4") == "http://127.0.0.1/files/a.mp4"
+
+
+def test_unwritable_folder_shows_note_not_traceback(results, tmp_path):
+    _, b64_result = results
+    # A file where the folder should be: a real write failure, even as root.
+    (tmp_path / "opennote-videos").write_text("not a folder")
+    shown = VideoPlayer(b64_result)
+    assert shown.path is None
+    assert "Could not save the video" in shown.note
+    assert "video_bytes()" in shown.note
+    page = shown.html()
+    assert "<video" not in page
+    assert "Download" not in page
+    assert "Could not save the video" in shown.text()
+
+
+def test_embed_download_failure_falls_back_to_url(results):
+    url_result, _ = results
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on the port any more, so the download is refused.
+    dead = dataclasses.replace(
+        url_result, s3_url=f"http://127.0.0.1:{port}/files/a.mp4"
+    )
+    shown = VideoPlayer(dead, embed=True)
+    assert shown.src == dead.s3_url
+    assert "Not embedded" in shown.note
+    assert "data:" not in shown.html()
+
+
+PARTIAL_WRITE = r"""
+import resource, signal, sys
+from pathlib import Path
+from opennote_jupyter.notebook.player import write_video_file
+folder = Path(sys.argv[1])
+write_video_file("vid", b"old" * 100, folder)
+# The kernel refuses writes past 1000 bytes with EFBIG, like a full disk.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+try:
+    write_video_file("vid", b"x" * 5000, folder)
+except OSError as exc:
+    print("failed", exc.errno)
+"""
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+    folder = tmp_path / "videos"
+    completed = subprocess.run(
+        [sys.executable, "-c", PARTIAL_WRITE, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert completed.stdout.startswith("failed"), completed.stdout
+    assert [p.name for p in folder.iterdir()] == ["vid.mp4"]
+    assert (folder / "vid.mp4").read_bytes() == b"old" * 100

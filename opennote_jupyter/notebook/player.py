@@ -26,6 +26,7 @@ import html
 import os
 import re
 import struct
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -151,12 +152,27 @@ def write_video_file(
     directory
         The folder to write into; defaults to ``opennote-videos`` under the current
         working directory. Created if missing.
+
+    Raises
+    ------
+    OSError
+        If the folder or the file cannot be written; no partial file is left.
     """
     folder = directory if directory is not None else Path.cwd() / VIDEO_DIR_NAME
     folder.mkdir(parents=True, exist_ok=True)
     stem = _SAFE_FILE_CHARS.sub("_", video_id or "video").strip("._") or "video"
     path = folder / f"{stem}.mp4"
-    path.write_bytes(data)
+    # Written beside the target and renamed, so a failed write (full disk, quota)
+    # leaves neither a truncated mp4 nor a damaged earlier copy. Not mkstemp: its
+    # 0600 mode would differ from the umask's usual one.
+    temporary = folder / f".{stem}.{uuid.uuid4().hex}.part"
+    try:
+        with open(temporary, "xb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -242,7 +258,11 @@ class VideoPlayer:
         result = self.result
         data = result.video_bytes() if getattr(result, "b64_video", None) else None
         if data is None and self.embed and result.s3_url:
-            data = _download(result.s3_url)
+            try:
+                data = _download(result.s3_url)
+            except (OSError, ValueError) as exc:
+                # The video is done; only the copy for the notebook failed.
+                self.note = f"Not embedded: downloading the video failed ({exc})."
         if data is not None:
             self.duration = mp4_duration(data)
         if self.embed and data is not None and len(data) <= EMBED_MAX_BYTES:
@@ -259,7 +279,16 @@ class VideoPlayer:
             self.src = browser_url(result.s3_url)
             return
         if data is not None:
-            self.path = write_video_file(result.video_id, data, directory)
+            try:
+                self.path = write_video_file(result.video_id, data, directory)
+            except OSError as exc:
+                folder = directory if directory is not None else Path(VIDEO_DIR_NAME)
+                self.note = (
+                    f"Could not save the video to {folder} ({exc}). The mp4 bytes "
+                    "are in the result's video_bytes(); --embed (embed=True) "
+                    "inlines the video instead."
+                )
+                return
             self.src = _relative_src(self.path)
             if not self.note:
                 self.note = (
@@ -310,10 +339,13 @@ class VideoPlayer:
         parts = [
             '<div class="opennote-video">',
             f"<div><strong>{title}</strong> {' · '.join(meta)}</div>",
-            f'<video controls preload="metadata" src="{src}" '
-            f'style="max-width:100%">{track}</video>',
         ]
-        if not self.src.startswith("data:"):
+        if self.src:
+            parts.append(
+                f'<video controls preload="metadata" src="{src}" '
+                f'style="max-width:100%">{track}</video>'
+            )
+        if self.src and not self.src.startswith("data:"):
             name = html.escape(
                 Path(urlsplit(self.src).path).name or "video.mp4", quote=True
             )

@@ -256,6 +256,19 @@ def test_base64_result_saved_beside_notebook(shell, env):
     assert f"File: {path}" in bundle["text/plain"]
 
 
+def test_unsaved_base64_result_still_stored(shell, env):
+    # A file where the video folder should be makes the save fail for real.
+    (env / "opennote-videos").write_text("not a folder")
+    result, captured = run_cell(
+        shell, "%%opennote_video --length 1 --base64 --out v\nWaves."
+    )
+    assert result.success, result.error_in_exec
+    assert shell.user_ns["v"].video_bytes()
+    bundle = last_bundle(captured)
+    assert "Could not save the video" in bundle["text/plain"]
+    assert "Traceback" not in captured.stdout + captured.stderr
+
+
 def test_embed_inlines_data_uri(shell):
     result, captured = run_cell(shell, "%%opennote_video --length 1 --embed\nWaves.")
     assert result.success
@@ -311,6 +324,7 @@ USAGE_CASES = [
     ("--out 1abc", "Explain.", "not a valid Python variable name"),
     ("--out class", "Explain.", "not a valid Python variable name"),
     ("--timeout 0", "Explain.", "positive number of seconds"),
+    ("--timeout nan", "Explain.", "positive number of seconds"),
     ("--webhook ftp://example.org/x", "Explain.", "not an http(s) URL"),
     ("--system hi", "A\n-----\nB", "drop --system"),
     ("", "", "the cell body is empty"),
@@ -487,6 +501,14 @@ def test_login_keeps_key_in_memory(env, monkeypatch, local_backend):
         assert "Key: %opennote login" in captured.stdout
     finally:
         close_shell(shell)
+
+
+def test_login_with_key_argument_hides_it(shell):
+    key = "on_" + uuid.uuid4().hex
+    with pytest.raises(UsageError) as raised:
+        shell.run_line_magic("opennote", f"login {key}")
+    assert key not in str(raised.value)
+    assert "prompts for the key" in str(raised.value)
 
 
 def test_login_without_stdin_explains_env(shell, monkeypatch):

@@ -122,7 +122,7 @@ def build_request(args: Any, cell: str) -> dict[str, Any]:
             )
     if args.webhook is not None and not re.match(r"^https?://", args.webhook):
         raise UsageError(f"--webhook {args.webhook!r} is not an http(s) URL")
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not args.timeout > 0:
         raise UsageError(
             f"--timeout {args.timeout:g} must be a positive number of seconds"
         )
@@ -405,6 +405,12 @@ class OpennoteMagics(Magics):
             if len(rest) != 1:
                 raise UsageError("usage: %opennote resume VIDEO_ID")
             return self._resume(rest[0])
+        if command == "login" and rest:
+            # The word is most likely the key itself: never echo it.
+            raise UsageError(
+                "%opennote login takes no arguments: it prompts for the key, which "
+                "keeps it out of the notebook. Remove the key from this cell."
+            )
         if rest:
             raise UsageError(
                 f"%opennote {command} takes no arguments, got {' '.join(rest)!r}"

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -464,7 +465,10 @@ class OpennoteClient:
         with _IN_FLIGHT_LOCK:
             ikey = idempotency_key
             if ikey is None and journal is not None:
-                ikey = journal.reusable_key(scope, intent, _IN_FLIGHT)
+                try:
+                    ikey = journal.reusable_key(scope, intent, _IN_FLIGHT)
+                except OSError as exc:
+                    raise _state_files_error(exc) from exc
                 if ikey is not None:
                     log.info(
                         "create: reusing the idempotency key of an unanswered "
@@ -480,19 +484,23 @@ class OpennoteClient:
                 )
             _IN_FLIGHT.add(ikey)
         try:
-            if journal is not None and not reused:
-                journal.append(
-                    "intent",
-                    idempotency_key=ikey,
-                    intent=intent,
-                    scope=scope,
-                    base_url=transport.base_url,
-                    pid=os.getpid(),
-                    request=payload,
-                )
-            pacer = self._get_pacer()
             try:
+                if journal is not None and not reused:
+                    journal.append(
+                        "intent",
+                        idempotency_key=ikey,
+                        intent=intent,
+                        scope=scope,
+                        base_url=transport.base_url,
+                        pid=os.getpid(),
+                        request=payload,
+                    )
+                pacer = self._get_pacer()
                 token = pacer.acquire(self.max_pacing_wait)
+            except OSError as exc:
+                # Without the journal a lost response could mean paying twice,
+                # so nothing is sent.
+                raise _state_files_error(exc) from exc
             except RateLimitError as exc:
                 # Never sent, so a later call may use a fresh key. A reused key
                 # stays open: its first send may have reached the server.
@@ -529,12 +537,21 @@ class OpennoteClient:
                 pacer.release(token)
             job = self._job_from_response(response, ikey)
             if journal is not None:
-                journal.append(
-                    "created",
-                    idempotency_key=ikey,
-                    video_id=job.video_id,
-                    base_url=transport.base_url,
-                )
+                try:
+                    journal.append(
+                        "created",
+                        idempotency_key=ikey,
+                        video_id=job.video_id,
+                        base_url=transport.base_url,
+                    )
+                except OSError as exc:
+                    # The video exists and is paid for: hand its id over anyway.
+                    log.warning(
+                        "create: job %s started, but the journal could not record "
+                        "it (%s); note the video id",
+                        job.video_id,
+                        exc,
+                    )
             log.info("create: job %s started", job.video_id)
             return job
         finally:
@@ -633,11 +650,15 @@ class OpennoteClient:
             The job ended ``failed`` or ``status_error``.
         WaitTimeoutError
             The timeout passed first. The job goes on; call :meth:`resume`.
+        RequestValidationError
+            ``timeout`` or ``poll_interval`` is negative, NaN or not a number.
         """
         video_id = check_video_id(video_id)
         self._ensure_transport()
-        limit = self.wait_timeout if timeout is None else float(timeout)
-        interval = float(poll_interval or self._poll_interval or 0.5)
+        limit = _seconds("timeout", self.wait_timeout if timeout is None else timeout)
+        interval = _seconds(
+            "poll_interval", poll_interval or self._poll_interval or 0.5
+        )
         deadline = time.monotonic() + limit
         while True:
             status = self.status(video_id)
@@ -993,6 +1014,34 @@ class OpennoteClient:
         for name in ("requested_at", "updated_at"):
             frame[name] = pd.to_datetime(frame[name], unit="s", utc=True)
         return _add_url_metadata(frame)
+
+
+def _seconds(name: str, value: Any) -> float:
+    """Return ``value`` as seconds, or raise naming ``name`` if it is not 0 or more.
+
+    NaN would make every deadline comparison false, so a wait would never end.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or value < 0
+    ):
+        raise RequestValidationError(
+            f"{name}={value!r} is invalid: use a number of seconds, 0 or more",
+            field=name,
+            value=value,
+        )
+    return float(value)
+
+
+def _state_files_error(exc: OSError) -> ConfigurationError:
+    """Return the error for a job journal or pacing file that cannot be used."""
+    return ConfigurationError(
+        f"cannot use the job journal or pacing file in {data_home()} "
+        f"({exc.strerror or type(exc).__name__}); nothing was sent. Set "
+        "OPENNOTE_JUPYTER_HOME to a writable directory."
+    )
 
 
 def _add_url_metadata(frame: pandas.DataFrame) -> pandas.DataFrame:

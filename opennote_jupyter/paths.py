@@ -15,6 +15,11 @@ def data_home() -> Path:
     ``$OPENNOTE_JUPYTER_HOME`` wins; otherwise the platform's user data directory
     (``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux, ``~/Library/Application
     Support`` on macOS, ``%LOCALAPPDATA%`` on Windows).
+
+    Raises
+    ------
+    ConfigurationError
+        If the directory cannot be created.
     """
     override = os.environ.get(HOME_ENV)
     if override:
@@ -27,12 +32,25 @@ def data_home() -> Path:
     else:
         base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
         home = Path(base) / "opennote-jupyter"
-    home.mkdir(parents=True, exist_ok=True)
+    _make_dir(home)
     return home
 
 
 def local_backend_dir() -> Path:
     """Return the data directory of the embedded local backend."""
     path = data_home() / "local-backend"
-    path.mkdir(parents=True, exist_ok=True)
+    _make_dir(path)
     return path
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from opennote_jupyter.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"cannot create the data directory {path} "
+            f"({exc.strerror or type(exc).__name__}): set {HOME_ENV} to a "
+            "writable directory"
+        ) from exc

@@ -258,3 +258,16 @@ def test_no_key_uses_local_backend(monkeypatch, caplog):
     assert list(client.jobs()["video_id"]) == [result.video_id]
     OpennoteClient().jobs()
     assert len([r for r in caplog.records if "local Opennote" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("timeout", float("nan")), ("timeout", -1), ("poll_interval", float("nan"))],
+)
+def test_wait_rejects_endless_or_negative_seconds(local_backend, name, value):
+    client = _org_client(local_backend)
+    job = client.create("Capillary action", length=1)
+    started = time.monotonic()
+    with pytest.raises(RequestValidationError, match=name):
+        client.wait(job.video_id, **{name: value})
+    assert time.monotonic() - started < 5

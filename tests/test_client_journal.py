@@ -17,6 +17,7 @@ from fault_proxy import Fault, FaultProxy, Request
 from opennote_jupyter.client import OpennoteClient
 from opennote_jupyter.errors import (
     BatchError,
+    ConfigurationError,
     NetworkError,
     RateLimitError,
     RequestValidationError,
@@ -256,3 +257,18 @@ def test_journal_recovers_from_cut_line(tmp_path, caplog):
     assert "skipped unreadable line 2" in caplog.text
     # A second reader (a restarted kernel) sees the same.
     assert Journal(journal.path).find(video_id="v1")["idempotency_key"] == "k1"
+
+
+@pytest.mark.parametrize("broken", ["home", "journal"])
+def test_unwritable_journal_sends_nothing(local_backend, home, monkeypatch, broken):
+    org, key = _enterprise_key(local_backend)
+    if broken == "home":
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.write_text("a file where the data directory should be")
+        monkeypatch.setenv("OPENNOTE_JUPYTER_HOME", str(home / "sub"))
+    else:
+        (home / "journal.jsonl").mkdir(parents=True)
+    client = _client(key, local_backend.base_url)
+    with pytest.raises(ConfigurationError, match="OPENNOTE_JUPYTER_HOME"):
+        client.create("Osmosis", length=1)
+    assert _server_jobs(local_backend, org) == []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 _DEFAULT_DIR_HELP = "local-backend in the user data directory"
 
@@ -128,27 +130,44 @@ def _resolve_data_dir(path: Path | None) -> Path:
     return local_backend_dir()
 
 
+def _open_store(command: str, data_dir: Path | None) -> Any:
+    """Open the store of ``data_dir``, or print why not and return ``None``."""
+    from opennote_jupyter.local.store import DataDirError, Store
+
+    try:
+        return Store(_resolve_data_dir(data_dir))
+    except DataDirError as exc:
+        print(f"opennote-video {command}: {exc}", file=sys.stderr)
+        return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from opennote_jupyter.local.server import Backend
+    from opennote_jupyter.local.store import DataDirError
 
-    backend = Backend(
-        _resolve_data_dir(args.data_dir),
-        minute_seconds=args.minute_seconds,
-        day_seconds=args.day_seconds,
-    )
+    try:
+        backend = Backend(
+            _resolve_data_dir(args.data_dir),
+            minute_seconds=args.minute_seconds,
+            day_seconds=args.day_seconds,
+        )
+    except DataDirError as exc:
+        print(f"opennote-video serve: {exc}", file=sys.stderr)
+        return 2
     backend.serve_forever(args.host, args.port)
     return 0
 
 
 def _keys_create(args: argparse.Namespace) -> int:
     from opennote_jupyter.local.auth import create_key
-    from opennote_jupyter.local.store import Store
 
-    store = Store(_resolve_data_dir(args.data_dir))
+    store = _open_store("keys create", args.data_dir)
+    if store is None:
+        return 2
     try:
         key = create_key(
             store,
@@ -168,15 +187,17 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _keys_credits(args: argparse.Namespace) -> int:
-    from opennote_jupyter.local.store import Store
 
-    if not args.add > 0:
+    if not (args.add > 0 and math.isfinite(args.add)):
         print(
-            f"opennote-video keys credits: --add must be positive, got {args.add:g}",
+            "opennote-video keys credits: --add must be positive and finite, got "
+            f"{args.add:g}",
             file=sys.stderr,
         )
         return 2
-    store = Store(_resolve_data_dir(args.data_dir))
+    store = _open_store("keys credits", args.data_dir)
+    if store is None:
+        return 2
     try:
         org = store.add_credits(args.org.strip(), args.add)
     finally:

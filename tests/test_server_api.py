@@ -171,6 +171,17 @@ INVALID_BODIES = [
         "value_error",
     ),
     ({"messages": []}, ["body", "messages"], "value_error"),
+    (
+        {
+            "messages": [
+                {"role": "assistant", "content": "Ask me"},
+                {"role": "system", "content": "Be brief"},
+                {"role": "user", "content": "Explain tides"},
+            ]
+        },
+        ["body", "messages"],
+        "value_error",
+    ),
     ({}, ["body"], "value_error"),
     ({"title": "no prompt"}, ["body"], "value_error"),
     ({**PROMPT, "model": "feynman"}, ["body", "model"], "literal_error"),

@@ -210,3 +210,50 @@ def test_busy_port_error_names_port(tmp_path):
             start_local_backend(tmp_path, port=port)
     # The failed start left no running instance behind.
     assert list((tmp_path / "instances").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keys", "create", "--org", "team", "--credits", "nan"],
+        ["keys", "create", "--org", "team", "--credits", "inf"],
+        ["keys", "credits", "--org", "team", "--add", "inf"],
+    ],
+)
+def test_keys_reject_non_finite_credits(tmp_path, capsys, command):
+    from opennote_jupyter.cli import main
+
+    main(["keys", "create", "--data-dir", str(tmp_path), "--org", "team"])
+    capsys.readouterr()
+    code = main([*command, "--data-dir", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "finite" in captured.err
+
+
+@pytest.mark.parametrize("damage", ["a file", "not a database"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keys", "create", "--org", "team"],
+        ["keys", "credits", "--org", "team", "--add", "1"],
+        ["serve", "--port", "0"],
+    ],
+)
+def test_unusable_data_dir_is_one_line(tmp_path, capsys, damage, command):
+    from opennote_jupyter.cli import main
+
+    data_dir = tmp_path / "data"
+    if damage == "a file":
+        data_dir.write_text("not a directory")
+    else:
+        data_dir.mkdir()
+        (data_dir / "backend.sqlite3").write_bytes(b"garbage " * 1000)
+    code = main([*command, "--data-dir", str(data_dir)])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert str(data_dir) in lines[0]

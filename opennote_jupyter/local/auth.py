@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 
 from opennote_jupyter.contract import tier_named
@@ -43,8 +44,8 @@ def create_key(
     name = organization.strip()
     if not name:
         raise ValueError("organization name is empty: pass a name such as 'my-team'")
-    if credits < 0:
-        raise ValueError(f"credits must be 0 or more, got {credits!r}")
+    if not math.isfinite(credits) or credits < 0:
+        raise ValueError(f"credits must be a finite number, 0 or more, got {credits!r}")
     tier_limits = tier_named(tier, per_minute=per_minute, per_day=per_day)
     org = store.ensure_organization(name, tier_limits, credits)
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -61,6 +61,12 @@ class CreateVideoRequest(BaseModel):
             raise ValueError(
                 "messages is empty: send at least one message with role 'user'"
             )
+        for index, message in enumerate(value[1:], start=1):
+            if message.role == "system":
+                raise ValueError(
+                    f"message {index} has role 'system': only the first message "
+                    "may be a system message"
+                )
         if value[-1].role != "user":
             raise ValueError(
                 f"the last message has role {value[-1].role!r}: the last message "

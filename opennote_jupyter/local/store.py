@@ -135,17 +135,43 @@ def retry_after_seconds(
     return max(leaving + window - now, 0.0)
 
 
+class DataDirError(RuntimeError):
+    """The data directory or its database cannot be used."""
+
+
 class Store:
-    """The backend's SQLite database in ``data_dir / "backend.sqlite3"``."""
+    """The backend's SQLite database in ``data_dir / "backend.sqlite3"``.
+
+    Raises
+    ------
+    DataDirError
+        If the directory cannot be created or the file is not a usable database.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / "backend.sqlite3"
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, timeout=10.0, check_same_thread=False, isolation_level=None
-        )
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=10.0, check_same_thread=False, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise DataDirError(
+                f"cannot use the data directory {self.data_dir} ({exc}): pass a "
+                "writable directory"
+            ) from exc
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise DataDirError(
+                f"cannot open the database {self.path} ({exc}): move the file away "
+                "to start afresh, or pass another data directory"
+            ) from exc
+
+    def _open(self) -> None:
         self._db.row_factory = sqlite3.Row
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")

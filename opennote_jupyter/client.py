@@ -618,7 +618,16 @@ class OpennoteClient:
                 status_code=response.status_code,
                 response=response,
             )
-        status = VideoStatus.from_api(body)
+        try:
+            status = VideoStatus.from_api(body)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise APIError(
+                f"the status of {video_id} did not match the API's format "
+                f"({type(exc).__name__}: {exc}): check that the base URL points at "
+                "an Opennote server",
+                status_code=response.status_code,
+                response=response,
+            ) from exc
         if status.video_id is None:
             status = dataclasses.replace(status, video_id=video_id)
         return status

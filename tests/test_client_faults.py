@@ -373,3 +373,25 @@ def test_redirect_not_followed(own_backend):
             client.create("Optics", length=1)
         assert len(proxy.requests_to("POST", CREATE)) == 1
     assert info.value.status_code == 307
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"status": "pending", "completion_percentage": "half"}',
+        '{"status": "completed", "response": {"success": true, "cost": "free"}}',
+        '{"status": "completed", "response": {"success": true, "sources": ["x"]}}',
+    ],
+)
+def test_malformed_status_is_api_error(own_backend, body):
+    _, key = _org(own_backend)
+
+    def plan(request: Request) -> Fault | None:
+        if request.method == "GET":
+            return Fault("respond", status=200, body=body)
+        return None
+
+    with FaultProxy(own_backend.base_url, plan) as proxy:
+        client = _client(key, proxy.base_url)
+        with pytest.raises(APIError, match="did not match the API's format"):
+            client.status("00000000-0000-4000-8000-000000000000")

@@ -123,3 +123,28 @@ def test_form_updates_reach_widget_state(kernel_env):
     assert [button["disabled"] for button in buttons] == [False]
     bars = [v for v in values if v.get("_model_name") == "IntProgressModel"]
     assert [bar["value"] for bar in bars] == [100]
+
+
+def test_background_notices_stay_in_their_cell(kernel_env, monkeypatch):
+    # No key: the kernel starts its embedded backend and logs a one-time notice.
+    monkeypatch.delenv("OPENNOTE_API_KEY")
+    monkeypatch.delenv("OPENNOTE_BASE_URL")
+    notebook = make_notebook(
+        "%load_ext opennote_jupyter",
+        "%%opennote_video --background --length 1 --out video\nWhy do tides happen?",
+        "import time\n"
+        "for _ in range(600):\n"
+        "    if 'video' in globals():\n"
+        "        break\n"
+        "    time.sleep(0.1)",
+    )
+    run(notebook, kernel_env)
+    notices = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        for output in cell.outputs
+        if "local Opennote backend" in output.get("text", "")
+    ]
+    assert notices == [1]
+    (player,) = display_outputs(notebook.cells[1])
+    assert "<video controls" in player.data["text/html"]

@@ -290,6 +290,10 @@ class OpennoteMagics(Magics):
         progress = ProgressDisplay()
         progress.show("sending the request")
         if args.background:
+            # Set up the connection here, starting the embedded backend if needed,
+            # so its one-time notice and setup errors land in this cell; the
+            # worker's output would go to whichever cell runs when it gets there.
+            self._connect(client)
             background.start(
                 lambda: self._run_in_background(client, request, args, progress),
                 name="opennote-video",
@@ -303,6 +307,14 @@ class OpennoteMagics(Magics):
 
         try:
             return session.get_client()
+        except OpennoteError as exc:
+            raise OpennoteCellError(describe_error(exc)) from exc
+
+    def _connect(self, client: Any) -> None:
+        from opennote_jupyter.errors import OpennoteError
+
+        try:
+            client.base_url  # noqa: B018 - the property opens the connection
         except OpennoteError as exc:
             raise OpennoteCellError(describe_error(exc)) from exc
 

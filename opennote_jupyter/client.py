@@ -350,7 +350,14 @@ class OpennoteClient:
                 "Install it with: pip install 'opennote-jupyter[local]', or set "
                 f"{API_KEY_ENV} to use the hosted API."
             ) from exc
-        backend = default_backend()
+        try:
+            backend = default_backend()
+        except (RuntimeError, OSError) as exc:
+            # A damaged data directory, or a server that did not come up.
+            raise ConfigurationError(
+                f"no API key is set and the local backend did not start: {exc}. "
+                f"Fix that, or set {API_KEY_ENV} to use the hosted API."
+            ) from exc
         if not _local_notice_logged:
             _local_notice_logged = True
             log.warning(

@@ -112,3 +112,22 @@ def test_unreachable_server_fails_in_one_line(tmp_path):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("opennote-video create: error: ")
     assert "ConnectionError" in lines[0]
+
+
+def test_damaged_local_backend_is_one_line(tmp_path, monkeypatch, capsys):
+    import opennote_jupyter.local as local
+
+    home = tmp_path / "home"
+    (home / "local-backend").mkdir(parents=True)
+    (home / "local-backend" / "backend.sqlite3").write_bytes(b"garbage " * 1000)
+    monkeypatch.setenv("OPENNOTE_JUPYTER_HOME", str(home))
+    monkeypatch.delenv("OPENNOTE_API_KEY", raising=False)
+    monkeypatch.delenv("OPENNOTE_BASE_URL", raising=False)
+    monkeypatch.setattr(local, "_default", None)
+    code = main(["create", "Gravity", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "local backend did not start" in lines[0]
+    assert "backend.sqlite3" in lines[0]

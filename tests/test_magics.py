@@ -326,6 +326,8 @@ USAGE_CASES = [
     ("--timeout 0", "Explain.", "positive number of seconds"),
     ("--timeout nan", "Explain.", "positive number of seconds"),
     ("--webhook ftp://example.org/x", "Explain.", "not an http(s) URL"),
+    ("--webhook http://", "Explain.", "not an http(s) URL"),
+    ('--system " "', "Explain.", "--system is empty"),
     ("--system hi", "A\n-----\nB", "drop --system"),
     ("", "", "the cell body is empty"),
     ("", "\n   \n", "the cell body is empty"),

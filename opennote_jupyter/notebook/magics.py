@@ -120,7 +120,9 @@ def build_request(args: Any, cell: str) -> dict[str, Any]:
                 f"--search has {len(args.search)} characters: the API accepts at "
                 f"most {contract.MAX_SEARCH_FOR_CHARS}"
             )
-    if args.webhook is not None and not re.match(r"^https?://", args.webhook):
+    if args.system is not None and not args.system.strip():
+        raise UsageError("--system is empty: give the system message or leave it out")
+    if args.webhook is not None and not re.match(r"^https?://[^/\s]", args.webhook):
         raise UsageError(f"--webhook {args.webhook!r} is not an http(s) URL")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(

@@ -172,3 +172,17 @@ def test_rate_limit_shows_wait_time(local_backend):
     assert re.search(r"\b[1-9]\d* s\b", form.status.value), form.status.value
     assert not form.submit.disabled
     assert form.history[-1]["state"] == "failed"
+
+
+def test_history_links_follow_proxy(client, monkeypatch):
+    # As on JupyterHub: the browser reaches the backend only through the server.
+    monkeypatch.setenv("OPENNOTE_PROXY_PREFIX", "/user/alice/")
+    form = VideoForm(client=client)
+    form.length.value = 1
+    for prompt in ("First.", "Second."):
+        form.prompt.value = prompt
+        form.submit.click()
+        form.wait(60)
+    hrefs = re.findall(r'href="([^"]*)"', form.history_view.value)
+    assert len(hrefs) == 2
+    assert all(href.startswith("/user/alice/proxy/") for href in hrefs), hrefs

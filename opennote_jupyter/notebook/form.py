@@ -17,7 +17,7 @@ import ipywidgets as widgets
 from opennote_jupyter import contract
 from opennote_jupyter.notebook import background, session
 from opennote_jupyter.notebook.magics import describe_error
-from opennote_jupyter.notebook.player import VideoPlayer
+from opennote_jupyter.notebook.player import VideoPlayer, browser_url
 
 _HISTORY_SIZE = 10
 _ERROR_STYLE = "color:#b00020"
@@ -313,8 +313,9 @@ class VideoForm(widgets.VBox):
             state = html.escape(entry["state"])
             url = entry.get("url")
             if url and url.startswith(("http://", "https://")):
-                href = html.escape(url, quote=True)
-                label = f'<a href="{href}" target="_blank">{label}</a>'
+                # The same route as the player's, e.g. through a hub's proxy.
+                href = html.escape(browser_url(url), quote=True)
+                label = f'<a href="{href}" target="_blank" rel="noopener">{label}</a>'
             error = f" · {html.escape(entry['error'])}" if entry.get("error") else ""
             items.append(f"<li>{label} · {state}{error}</li>")
         self.history_view.value = (

@@ -348,11 +348,13 @@ def error_for_response(
     if code == 422:
         return _validation_error(response, secret)
     if code == 429:
-        wait = (
-            f"wait {retry_after:.0f} s before the next request"
-            if retry_after is not None
-            else "wait a minute before the next request"
-        )
+        if retry_after is None:
+            wait = "wait a minute before the next request"
+        elif retry_after > 7 * 86400:
+            # An absurd Retry-After (a year, 1e308) as a number helps no one.
+            wait = "wait more than a week before the next request"
+        else:
+            wait = f"wait {retry_after:.0f} s before the next request"
         return RateLimitError(
             f"the server's rate limit was hit (HTTP 429): {wait}, or spread requests "
             "out (the client paces creates by tier; check tier=)." + said,

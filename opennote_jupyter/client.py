@@ -166,7 +166,7 @@ class OpennoteClient:
         self._sleep = sleep
         self._journal_enabled = journal
         self._timeout = self._check_timeout(timeout)
-        self._pacing_windows = (float(pacing_windows[0]), float(pacing_windows[1]))
+        self._pacing_windows = self._check_windows(pacing_windows)
         self.wait_timeout = float(wait_timeout)
         self.max_pacing_wait = (
             float(max_pacing_wait)
@@ -242,14 +242,48 @@ class OpennoteClient:
             out.append(float(part))
         return out[0], out[1]
 
+    @staticmethod
+    def _check_windows(windows: Any) -> tuple[float, float]:
+        try:
+            minute_s, day_s = windows
+        except (TypeError, ValueError):
+            minute_s = day_s = None
+        for part in (minute_s, day_s):
+            if (
+                isinstance(part, bool)
+                or not isinstance(part, (int, float))
+                or not math.isfinite(part)
+                or part <= 0
+            ):
+                raise ConfigurationError(
+                    f"pacing_windows={windows!r}: pass (minute_s, day_s), two "
+                    "positive numbers of seconds"
+                )
+        return float(minute_s), float(day_s)
+
     def _resolve_tier(self, backend: Any) -> Tier:
         name, per_minute, per_day = self._requested_tier
         if name is None and per_minute is None and per_day is None:
             if backend is not None:
                 return _backend_tier(backend)
             return contract.TIERS["developer"]
+        for label, limit in (("per_minute", per_minute), ("per_day", per_day)):
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+            ):
+                raise ConfigurationError(
+                    f"{label}={limit!r}: pass a whole number of creates, 1 or more"
+                )
         if name is None or name.strip().lower() == "custom":
             name = "enterprise"
+        if name.strip().lower() in contract.TIERS and (
+            per_minute is not None or per_day is not None
+        ):
+            raise ConfigurationError(
+                f"tier={name!r} has fixed limits, so per_minute and per_day would be "
+                "ignored: pass tier='enterprise' with your own numbers, or leave "
+                "them out"
+            )
         try:
             return tier_named(name, per_minute=per_minute, per_day=per_day)
         except ValueError as exc:

@@ -271,3 +271,19 @@ def test_wait_rejects_endless_or_negative_seconds(local_backend, name, value):
     with pytest.raises(RequestValidationError, match=name):
         client.wait(job.video_id, **{name: value})
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"pacing_windows": (0, 86400)},
+        {"pacing_windows": (float("nan"), 86400)},
+        {"pacing_windows": (60, -1)},
+        {"tier": "enterprise", "per_minute": 2.5, "per_day": 10},
+        {"per_minute": True, "per_day": True},
+        {"tier": "developer", "per_minute": 100},
+    ],
+)
+def test_bad_pacing_settings_fail_at_construction(kwargs):
+    with pytest.raises(ConfigurationError):
+        OpennoteClient("sk-test-0123456789", "http://127.0.0.1:9", **kwargs)

@@ -238,6 +238,15 @@ def test_retry_after_3600_raises_without_sleeping(own_backend):
     assert len(proxy.requests_to("GET", STATUS)) == 1
 
 
+def test_absurd_retry_after_reads_as_words(own_backend):
+    proxy, client, video_id, sleeps = _status_with_429(own_backend, "1e308")
+    with proxy, pytest.raises(RateLimitError, match="more than a week") as info:
+        client.status(video_id)
+    assert info.value.retry_after == 1e308
+    assert "0000" not in str(info.value)
+    assert sleeps.calls == []
+
+
 @pytest.mark.parametrize("header", ["Wed, 21 Oct 2015 07:28:00 GMT", "-5", "abc", "0"])
 def test_unusable_retry_after_falls_back_to_backoff(own_backend, header):
     proxy, client, video_id, sleeps = _status_with_429(own_backend, header)

@@ -997,6 +997,13 @@ class OpennoteClient:
             return self.wait(job, timeout=timeout, on_progress=on_progress)
         video_id = row["video_id"]
         if video_id is None:
+            if row["scope"] != self.scope:
+                # Re-sending it here would make a second, separately paid video.
+                raise OpennoteError(
+                    f"the create with idempotency key {row['idempotency_key']} was "
+                    f"sent to another server or key ({row['base_url']}): resume it "
+                    "with a client for that server and key"
+                )
             if row["status"] == "rejected":
                 raise OpennoteError(
                     f"the create with idempotency key {row['idempotency_key']} was "

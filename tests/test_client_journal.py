@@ -19,6 +19,7 @@ from opennote_jupyter.errors import (
     BatchError,
     ConfigurationError,
     NetworkError,
+    OpennoteError,
     RateLimitError,
     RequestValidationError,
 )
@@ -272,3 +273,20 @@ def test_unwritable_journal_sends_nothing(local_backend, home, monkeypatch, brok
     with pytest.raises(ConfigurationError, match="OPENNOTE_JUPYTER_HOME"):
         client.create("Osmosis", length=1)
     assert _server_jobs(local_backend, org) == []
+
+
+def test_resume_does_not_resend_another_keys_create(local_backend):
+    _, key = _enterprise_key(local_backend)
+    other_org, other_key = _enterprise_key(local_backend)
+
+    def plan(request: Request) -> Fault | None:
+        return Fault("drop_before")
+
+    with FaultProxy(local_backend.base_url, plan) as proxy:
+        with pytest.raises(NetworkError):
+            _client(key, proxy.base_url, max_retries=0).create("Prisms", length=1)
+    other = _client(other_key, local_backend.base_url)
+    ikey = other.jobs(all_servers=True).loc[0, "idempotency_key"]
+    with pytest.raises(OpennoteError, match="another server or key"):
+        other.resume(ikey, timeout=5)
+    assert _server_jobs(local_backend, other_org) == []

@@ -276,3 +276,14 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
     assert completed.stdout.startswith("failed"), completed.stdout
     assert [p.name for p in folder.iterdir()] == ["vid.mp4"]
     assert (folder / "vid.mp4").read_bytes() == b"old" * 100
+
+
+def test_non_http_video_url_not_linked(results):
+    url_result, _ = results
+    hostile = dataclasses.replace(url_result, s3_url="javascript:alert(1)//a.mp4")
+    shown = VideoPlayer(hostile)
+    page = shown.html()
+    assert "javascript:" not in page
+    assert "<video" not in page
+    assert "not an http(s) URL" in shown.note
+    assert "URL: javascript:alert(1)//a.mp4" in shown.text()

@@ -257,7 +257,7 @@ class VideoPlayer:
     def _prepare(self, directory: Path | None) -> None:
         result = self.result
         data = result.video_bytes() if getattr(result, "b64_video", None) else None
-        if data is None and self.embed and result.s3_url:
+        if data is None and self.embed and result.s3_url and _http_link(result.s3_url):
             try:
                 data = _download(result.s3_url)
             except (OSError, ValueError) as exc:
@@ -275,8 +275,12 @@ class VideoPlayer:
                 f"is {EMBED_MAX_BYTES / 1e6:.0f} MB, because Jupyter drops larger "
                 "outputs."
             )
-        if result.s3_url:
+        if result.s3_url and _http_link(result.s3_url):
             self.src = browser_url(result.s3_url)
+            return
+        if result.s3_url and data is None:
+            # A javascript: or data: URL from a server is never made clickable.
+            self.note = "Not played: the video URL is not an http(s) URL."
             return
         if data is not None:
             try:

@@ -271,7 +271,10 @@ class OpennoteMagics(Magics):
         The cell waits with a progress bar, then shows a player, the transcript, the
         sources and a download link. Interrupting the kernel stops the wait, not the
         job: ``%opennote resume ID`` picks it up. A failed request shows one line and
-        fails the cell, so "Run All" stops there.
+        fails the cell, so "Run All" stops there. With ``--background`` in a
+        notebook executed without a browser (nbconvert ``--execute``, papermill),
+        the saved output gets the player only if a later cell is still running
+        when the video is done.
 
         The key comes from ``%opennote login`` or ``OPENNOTE_API_KEY`` (and the
         server from ``OPENNOTE_BASE_URL``); with no key the embedded local backend

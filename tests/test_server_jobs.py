@@ -440,3 +440,39 @@ def test_shared_data_dir_keeps_live_jobs(tmp_path):
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_worker_survives_database_error_while_failing_job(tmp_path, caplog):
+    # A full disk makes SQLite refuse writes; it cannot be produced on demand,
+    # so the store's fail_job raises that error once, as SQLite would.
+    import sqlite3
+
+    from opennote_jupyter.local.render import RenderResult
+
+    def lost_files_render(request, work_dir, on_stage):
+        on_stage("script", 0.0)
+        missing = Path(work_dir) / "never-written.mp4"
+        return RenderResult(missing, missing.with_suffix(".vtt"), "t", "t", 1.0)
+
+    backend = Backend(tmp_path, render=lost_files_render)
+    real_fail_job = backend.store.fail_job
+    calls = []
+
+    def fail_job_once(video_id, **kwargs):
+        calls.append(video_id)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_fail_job(video_id, **kwargs)
+
+    backend.store.fail_job = fail_job_once
+    backend.start_in_thread()
+    try:
+        key = backend.create_key("full-disk", tier="scale", credits=10)
+        base_url = backend.settings.base_url
+        with caplog.at_level(logging.ERROR, logger="opennote_jupyter.local"):
+            create(base_url, key)
+            second = create(base_url, key).json()["video_id"]
+            final = wait_final(base_url, key, second, timeout=15)
+        assert final["status"] == "failed"
+    finally:
+        backend.stop()

@@ -181,11 +181,16 @@ class JobRunner:
                 # _run handles render errors itself, so this is a bug of ours
                 # (a database or file error); the job must not stay pending.
                 logger.exception("job %s failed outside the renderer", video_id)
-                self._fail(
-                    video_id,
-                    "The server failed while finishing this video.",
-                    "internal error",
-                )
+                try:
+                    self._fail(
+                        video_id,
+                        "The server failed while finishing this video.",
+                        "internal error",
+                    )
+                except Exception:
+                    # A full disk refuses this write too. The worker must live
+                    # on for the jobs behind it; a restart fails this one.
+                    logger.exception("job %s could not be marked failed", video_id)
 
     def _run(self, video_id: str) -> None:
         if not self.store.start_job(video_id):

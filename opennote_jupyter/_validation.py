@@ -94,6 +94,13 @@ def check_base_url(value: Any, source: str) -> str:
             f"the base URL from {source} is {url!r}: use an http:// or https:// URL "
             "such as https://api.opennote.com"
         )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ConfigurationError(
+            f"the base URL from {source} is {url!r}: its port is not a number from "
+            "0 to 65535"
+        ) from None
     if parts.username or parts.password:
         raise ConfigurationError(
             f"the base URL from {source} contains credentials: remove them, the key "

@@ -287,3 +287,9 @@ def test_wait_rejects_endless_or_negative_seconds(local_backend, name, value):
 def test_bad_pacing_settings_fail_at_construction(kwargs):
     with pytest.raises(ConfigurationError):
         OpennoteClient("sk-test-0123456789", "http://127.0.0.1:9", **kwargs)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:port"])
+def test_base_url_with_bad_port_fails_at_construction(url):
+    with pytest.raises(ConfigurationError, match="port"):
+        OpennoteClient("sk-test-0123456789", url)

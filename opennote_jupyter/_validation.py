@@ -253,7 +253,16 @@ def build_create_payload(
     payload["upload_to_s3"] = _check_bool("upload_to_s3", upload_to_s3)
     if webhook_url is not None:
         parts = urlsplit(webhook_url) if isinstance(webhook_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port_ok = parts is not None and (parts.port is None or parts.port > 0)
+        except ValueError:
+            port_ok = False
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not port_ok
+        ):
             raise _invalid("webhook_url", webhook_url, "use an http:// or https:// URL")
         payload["webhook_url"] = webhook_url
     return payload

@@ -93,6 +93,7 @@ def test_create_without_upload_gives_bytes(local_backend):
         ({"search_for": "x" * 101}, "search_for", "at most 100"),
         ({"script": "a" * 6001, "prompt": None}, "script", "maximum of 6000"),
         ({"webhook_url": "ftp://x"}, "webhook_url", "http"),
+        ({"webhook_url": "http://127.0.0.1:99999/"}, "webhook_url", "http"),
         ({"prompt": "  "}, "prompt", "non-empty"),
         ({"include_sources": "yes"}, "include_sources", "True or False"),
     ],

@@ -188,6 +188,11 @@ INVALID_BODIES = [
     ({**PROMPT, "webhook_url": "ftp://127.0.0.1/x"}, ["body", "webhook_url"], None),
     ({**PROMPT, "webhook_url": "file:///etc/passwd"}, ["body", "webhook_url"], None),
     ({**PROMPT, "webhook_url": "http://"}, ["body", "webhook_url"], None),
+    (
+        {**PROMPT, "webhook_url": "http://127.0.0.1:99999/"},
+        ["body", "webhook_url"],
+        None,
+    ),
     ({**PROMPT, "length": "three"}, ["body", "length"], "int_parsing"),
 ]
 

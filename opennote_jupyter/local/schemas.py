@@ -87,7 +87,11 @@ class CreateVideoRequest(BaseModel):
         if value is None:
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ValueError(
                 f"webhook_url {value!r} is not an http or https URL with a host: "
                 "pass a URL such as 'https://example.com/hook'"

@@ -21,6 +21,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port from 0 to 65535 (0 picks a free one), got {text}"
+        )
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise argparse.ArgumentTypeError(
+            f"expected DEBUG, INFO, WARNING or ERROR, got {text}"
+        )
+    return level
+
+
 def _data_dir(text: str) -> Path:
     return Path(text).expanduser()
 
@@ -39,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     serve.add_argument(
         "--data-dir",
         type=_data_dir,
@@ -62,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Idempotency-Key memory (default 86400)",
     )
     serve.add_argument(
-        "--log-level", default="INFO", help="logging level (default INFO)"
+        "--log-level",
+        type=_log_level,
+        default="INFO",
+        help="logging level (default INFO)",
     )
     serve.set_defaults(handler=_serve)
 
@@ -158,7 +182,11 @@ def _serve(args: argparse.Namespace) -> int:
     except DataDirError as exc:
         print(f"opennote-video serve: {exc}", file=sys.stderr)
         return 2
-    backend.serve_forever(args.host, args.port)
+    try:
+        backend.serve_forever(args.host, args.port)
+    except OSError as exc:
+        print(f"opennote-video serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

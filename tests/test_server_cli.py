@@ -257,3 +257,25 @@ def test_unusable_data_dir_is_one_line(tmp_path, capsys, damage, command):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert str(data_dir) in lines[0]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--port", "70000"],
+        ["--port", "-1"],
+        ["--log-level", "LOUD"],
+        ["--host", "256.1.1.1", "--port", "0"],
+    ],
+)
+def test_serve_bad_options_are_one_line(tmp_path, capsys, options):
+    from opennote_jupyter.cli import main
+
+    try:
+        code = main(["serve", "--data-dir", str(tmp_path), *options])
+    except SystemExit as exc:  # argparse's own usage error
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.err
+    assert captured.err.strip().splitlines()[-1].startswith("opennote-video serve")

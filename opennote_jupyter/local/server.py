@@ -85,6 +85,11 @@ class Backend:
                 f"cannot listen on {host}:{port} ({exc.strerror}): choose another "
                 "port, or 0 for a free one",
             ) from exc
+        except OverflowError as exc:
+            sock.close()
+            raise OSError(
+                f"cannot listen on {host}:{port}: the port must be from 0 to 65535"
+            ) from exc
         sock.listen(128)
         sock.set_inheritable(True)
         bound_port = sock.getsockname()[1]

@@ -416,6 +416,34 @@ def test_timeout_names_resume_command(shell):
     assert "keeps rendering" in line
 
 
+def test_interrupt_while_sending_then_rerun_makes_one_video(env, tmp_path):
+    from opennote_jupyter.local import start_local_backend
+
+    # Four-second rate windows, so the fourth create waits for pacing briefly.
+    backend = start_local_backend(tmp_path / "paced", minute_seconds=4)
+    key = backend.create_key(org=f"paced-{uuid.uuid4().hex[:8]}")
+    shell = new_shell()
+    try:
+        client = OpennoteClient(key, backend.base_url, pacing_windows=(4, 86400))
+        session.use_client(client)
+        for number in range(3):
+            client.create(f"Filler {number}.", length=1)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        cell = "%%opennote_video --length 1\nThe fourth one."
+        result, _ = run_cell(shell, cell)
+        (line,) = result.error_in_exec._render_traceback_()
+        assert "Run the cell again" in line
+        result, _ = run_cell(shell, cell)
+        assert result.success, result.error_in_exec
+        rows = Journal(data_home() / "journal.jsonl").jobs()
+        fourth = [row for row in rows if "fourth" in json.dumps(row["request"])]
+        assert [row["status"] for row in fourth] == ["completed"]
+    finally:
+        session.reset()
+        close_shell(shell)
+        backend.stop()
+
+
 def test_interrupt_stops_wait_not_job(shell, local_backend):
     journal = Journal(data_home() / "journal.jsonl")
 

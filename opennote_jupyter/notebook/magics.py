@@ -336,9 +336,12 @@ class OpennoteMagics(Magics):
         try:
             job = client.create(**request)
         except KeyboardInterrupt:
+            # The client reuses the idempotency key of an unanswered create with
+            # the same arguments, so running the cell again cannot pay twice.
             text = (
                 "Interrupted while sending the request: the video may have been "
-                "created. %opennote jobs lists it."
+                "created. Run the cell again to pick it up; it is made and charged "
+                "once."
             )
             progress.message(text, error=True)
             raise OpennoteCellError(text) from None

@@ -565,6 +565,21 @@ def test_status_reports_backend_tier_quota(shell, local_backend):
     assert "Quota left today: 99999 of 100000" in text
 
 
+def test_status_says_default_tier_is_assumed(env):
+    shell = new_shell()
+    try:
+        with capture_output() as captured:
+            shell.run_line_magic("opennote", "status")
+    finally:
+        close_shell(shell)
+    tier_line = next(
+        line for line in captured.stdout.splitlines() if line.startswith("Tier:")
+    )
+    assert tier_line.startswith("Tier: developer (3 per minute, 50 per day)")
+    assert "assumed" in tier_line
+    assert "use_client" in tier_line
+
+
 def test_jobs_returns_dataframe(shell):
     run_cell(shell, "%%opennote_video --length 1 --title Listed\nOne.")
     frame = shell.run_line_magic("opennote", "jobs")

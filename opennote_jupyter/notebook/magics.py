@@ -518,8 +518,17 @@ class OpennoteMagics(Magics):
         left = max(0, tier.per_day - sent)
         print(f"Backend: {backend} at {base_url}")
         print(f"Key: {key_source}")
+        assumed = ""
+        if not client.uses_local_backend and not session.has_own_client():
+            # The API never reports a key's tier; the shared client paces at
+            # the default one.
+            assumed = (
+                ", assumed: for another tier, see use_client in "
+                "opennote_jupyter.notebook.session"
+            )
         print(
-            f"Tier: {tier.name} ({tier.per_minute} per minute, {tier.per_day} per day)"
+            f"Tier: {tier.name} ({tier.per_minute} per minute, {tier.per_day} per "
+            f"day){assumed}"
         )
         print(
             f"Quota left today: {left} of {tier.per_day} "

@@ -41,6 +41,11 @@ def use_client(client: Any) -> None:
         _pinned = client
 
 
+def has_own_client() -> bool:
+    """Return whether :func:`use_client` set a client for this kernel."""
+    return _pinned is not None
+
+
 def get_client() -> Any:
     """Return the shared client, built again when the key or base URL changed."""
     global _client, _client_config

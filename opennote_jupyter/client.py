@@ -167,15 +167,28 @@ class OpennoteClient:
         self._journal_enabled = journal
         self._timeout = self._check_timeout(timeout)
         self._pacing_windows = self._check_windows(pacing_windows)
-        self.wait_timeout = float(wait_timeout)
+        self.wait_timeout = _setting_seconds("wait_timeout", wait_timeout)
         self.max_pacing_wait = (
-            float(max_pacing_wait)
+            _setting_seconds("max_pacing_wait", max_pacing_wait)
             if max_pacing_wait is not None
             else 2 * self._pacing_windows[0] + 5.0
         )
-        self._poll_interval = poll_interval
+        self._poll_interval = (
+            _setting_seconds("poll_interval", poll_interval)
+            if poll_interval is not None
+            else None
+        )
         self._max_retries = int(max_retries)
-        self._max_retry_wait = float(max_retry_wait)
+        self._max_retry_wait = _setting_seconds("max_retry_wait", max_retry_wait)
+        if backoff is not None:
+            if not isinstance(backoff, (tuple, list)) or len(backoff) != 2:
+                raise ConfigurationError(
+                    f"backoff={backoff!r}: pass a (base, cap) pair of seconds"
+                )
+            backoff = (
+                _setting_seconds("backoff", backoff[0]),
+                _setting_seconds("backoff", backoff[1]),
+            )
         self._backoff = backoff
         self._requested_tier = (tier, per_minute, per_day)
 
@@ -1090,6 +1103,14 @@ def _seconds(name: str, value: Any) -> float:
             value=value,
         )
     return float(value)
+
+
+def _setting_seconds(name: str, value: Any) -> float:
+    """Return a client setting in seconds, or raise ConfigurationError naming it."""
+    try:
+        return _seconds(name, value)
+    except RequestValidationError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def _state_files_error(exc: OSError) -> ConfigurationError:

@@ -283,6 +283,11 @@ def test_wait_rejects_endless_or_negative_seconds(local_backend, name, value):
         {"tier": "enterprise", "per_minute": 2.5, "per_day": 10},
         {"per_minute": True, "per_day": True},
         {"tier": "developer", "per_minute": 100},
+        {"max_retry_wait": float("nan")},
+        {"max_pacing_wait": -1},
+        {"wait_timeout": float("nan")},
+        {"poll_interval": -0.5},
+        {"backoff": (float("nan"), 1.0)},
     ],
 )
 def test_bad_pacing_settings_fail_at_construction(kwargs):

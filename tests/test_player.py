@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import http.server
 import json
 import re
 import socket
 import subprocess
 import sys
+import threading
 
 import nbformat
 import pytest
@@ -287,3 +289,44 @@ def test_non_http_video_url_not_linked(results):
     assert "<video" not in page
     assert "not an http(s) URL" in shown.note
     assert "URL: javascript:alert(1)//a.mp4" in shown.text()
+
+
+class _BigVideo(http.server.BaseHTTPRequestHandler):
+    """Serves 64 MB in chunks and records how much of it was sent."""
+
+    size = 64_000_000
+    sent: list[int] = []
+
+    def do_GET(self):  # noqa: N802 - the http.server hook name
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.end_headers()
+        chunk = b"\0" * 65536
+        sent = 0
+        try:
+            while sent < self.size:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        type(self).sent.append(sent)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_embed_stops_downloading_past_the_limit(results):
+    url_result, _ = results
+    server = http.server.HTTPServer(("127.0.0.1", 0), _BigVideo)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/files/big.mp4"
+        shown = VideoPlayer(dataclasses.replace(url_result, s3_url=url), embed=True)
+        thread.join(30)
+    finally:
+        server.server_close()
+    assert shown.src == url
+    assert "Not embedded" in shown.note
+    # Sending stopped once the player had read past the limit and hung up.
+    assert _BigVideo.sent and _BigVideo.sent[0] < _BigVideo.size / 2

@@ -259,10 +259,17 @@ class VideoPlayer:
         data = result.video_bytes() if getattr(result, "b64_video", None) else None
         if data is None and self.embed and result.s3_url and _http_link(result.s3_url):
             try:
-                data = _download(result.s3_url)
+                data = _download(result.s3_url, EMBED_MAX_BYTES)
             except (OSError, ValueError) as exc:
                 # The video is done; only the copy for the notebook failed.
                 self.note = f"Not embedded: downloading the video failed ({exc})."
+            else:
+                if data is None:
+                    self.note = (
+                        f"Not embedded: the video is over the "
+                        f"{EMBED_MAX_BYTES / 1e6:.0f} MB limit, because Jupyter "
+                        "drops larger outputs."
+                    )
         if data is not None:
             self.duration = mp4_duration(data)
         if self.embed and data is not None and len(data) <= EMBED_MAX_BYTES:
@@ -375,11 +382,16 @@ class VideoPlayer:
         return self.text()
 
 
-def _download(url: str) -> bytes:
-    """Fetch a video for embedding; the caller asked to inline it."""
+def _download(url: str, limit: int) -> bytes | None:
+    """Fetch a video for embedding, or ``None`` once it exceeds ``limit`` bytes.
+
+    Reading stops past the limit, so a large hosted video is not fetched whole
+    only to be shown by its URL.
+    """
     from urllib.request import urlopen
 
     if not _http_link(url):
         raise ValueError(f"cannot embed the video at {url!r}: only http(s) URLs load")
     with urlopen(url, timeout=60) as response:
-        return response.read()
+        data = response.read(limit + 1)
+    return data if len(data) <= limit else None

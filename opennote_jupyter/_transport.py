@@ -16,9 +16,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import timezone
+from types import TracebackType
 from typing import Any
 
 import requests
@@ -268,6 +269,25 @@ def _scrub_exception(exc: requests.RequestException, secret: Secret) -> None:
         current = current.__cause__ or current.__context__
 
 
+def _scrub_frames(tb: TracebackType | None, secret: Secret) -> None:
+    """Replace the key in header mappings held by the frames of a traceback.
+
+    Tracebacks with locals would print them; the mappings are changed in place
+    because the frames hold references to them, not copies.
+    """
+    bearer = f"Bearer {secret.reveal()}"
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, MutableMapping):
+                try:
+                    if value.get("Authorization") == bearer:
+                        value["Authorization"] = f"Bearer {REDACTED}"
+                except Exception:
+                    # A mapping of another library may refuse; skip it.
+                    continue
+        tb = tb.tb_next
+
+
 class _BearerAuth(requests.auth.AuthBase):
     """Set the ``Authorization`` header on the prepared request, and remove it after.
 
@@ -460,10 +480,11 @@ class Transport:
             auth.scrub()
             _scrub_exception(exc, self._secret)
             raise
-        except BaseException:
+        except BaseException as exc:
             # KeyboardInterrupt mid-request: frames in its traceback still refer
-            # to the prepared headers, which are scrubbed in place.
+            # to the prepared headers, and to urllib3's copy of them.
             auth.scrub()
+            _scrub_frames(exc.__traceback__, self._secret)
             raise
         auth.scrub()
         scrub_response(response, self._secret)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import signal
 import traceback
 import uuid
 from pathlib import Path
@@ -171,3 +172,26 @@ def test_key_echoed_outside_plain_body_is_hidden(local_backend, status, headers,
     text += repr(dict(response.raw.headers)) + repr(response.reason)
     assert "***" in text  # the echo arrived and was replaced
     assert key not in text
+
+
+def test_key_hidden_in_interrupted_request(local_backend):
+    key = local_backend.create_key(f"org-{uuid.uuid4().hex[:8]}", credits=10.0)
+
+    def plan(request: Request) -> Fault | None:
+        return Fault("slow", delay=5.0)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C in a notebook arrives while the client waits for the response.
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with FaultProxy(local_backend.base_url, plan) as proxy:
+            client = OpennoteClient(key, proxy.base_url)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(KeyboardInterrupt) as info:
+                client.status("00000000-0000-4000-8000-000000000000")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert key not in _library_locals(info.value)

@@ -832,6 +832,14 @@ class OpennoteClient:
         video id is journaled as soon as it exists, and :class:`BatchError` carries
         them all.
         """
+        if isinstance(prompts, (str, bytes, Mapping)):
+            # Iterating one prompt would make a paid video per character or key.
+            raise RequestValidationError(
+                f"prompts={prompts!r:.60} is one item, not a list: pass a list such "
+                "as [prompt], or call generate() for one video",
+                field="prompts",
+                value=prompts,
+            )
         items = list(prompts)
         outcomes: list[Any] = [None] * len(items)
         video_ids: list[str | None] = [None] * len(items)

@@ -299,3 +299,10 @@ def test_bad_pacing_settings_fail_at_construction(kwargs):
 def test_base_url_with_bad_port_fails_at_construction(url):
     with pytest.raises(ConfigurationError, match="port"):
         OpennoteClient("sk-test-0123456789", url)
+
+
+@pytest.mark.parametrize("prompts", ["Tides", {"prompt": "Tides"}])
+def test_generate_many_rejects_single_item(prompts):
+    client = OpennoteClient("sk-test-0123456789", "http://127.0.0.1:9")
+    with pytest.raises(RequestValidationError, match="not a list"):
+        client.generate_many(prompts)

@@ -283,7 +283,7 @@ def _scrub_frames(tb: TracebackType | None, secret: Secret) -> None:
                     if value.get("Authorization") == bearer:
                         value["Authorization"] = f"Bearer {REDACTED}"
                 except Exception:
-                    # A mapping of another library may refuse; skip it.
+                    # Skip a mapping of another library that rejects the change.
                     continue
         tb = tb.tb_next
 

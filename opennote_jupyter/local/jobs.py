@@ -188,7 +188,7 @@ class JobRunner:
                         "internal error",
                     )
                 except Exception:
-                    # A full disk refuses this write too. The worker must live
+                    # A full disk rejects this write too. The worker must live
                     # on for the jobs behind it; a restart fails this one.
                     logger.exception("job %s could not be marked failed", video_id)
 

@@ -295,9 +295,9 @@ class OpennoteMagics(Magics):
         progress = ProgressDisplay()
         progress.show("sending the request")
         if args.background:
-            # Set up the connection here, starting the embedded backend if needed,
-            # so its one-time notice and setup errors land in this cell; the
-            # worker's output would go to whichever cell runs when it gets there.
+            # Output of the worker thread goes to whichever cell runs at the time.
+            # Connecting here (and starting the embedded backend if needed) keeps
+            # the backend's one-time notice and any setup error in this cell.
             self._connect(client)
             background.start(
                 lambda: self._run_in_background(client, request, args, progress),

@@ -6,7 +6,8 @@ run in this process on the same URLs, so the printed ratio compares like with li
 on whatever machine runs it. The target is a ratio of at least 20.
 
 The parser splits large inputs into chunks parsed on up to four threads; the
-"one thread" line shows it without them.
+"one thread" lines show it without them. Other processes on the machine change
+every figure, so the load average is printed before and after the runs.
 
 Run: ``python benchmarks/urls_benchmark.py [--count N] [--repeat R]``.
 """
@@ -14,6 +15,7 @@ Run: ``python benchmarks/urls_benchmark.py [--count N] [--repeat R]``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 import uuid
@@ -89,7 +91,9 @@ def main() -> None:
         "parse_video_urls(Series)": (parse_video_urls, series),
         "parse_video_urls(list)": (parse_video_urls, urls),
         "Series, one thread": (one_thread, series),
+        "list, one thread": (one_thread, urls),
     }
+    load_before = os.getloadavg()
     # Rounds interleave the runs, so load from other processes hits all of them.
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(args.repeat):
@@ -98,7 +102,14 @@ def main() -> None:
             function(values)
             best[label] = min(best[label], time.perf_counter() - started)
 
+    load_after = os.getloadavg()
     print(f"URLs: {args.count:,}, best of {args.repeat} interleaved rounds")
+    print(
+        "load average (1, 5, 15 min): before "
+        + ", ".join(f"{value:.2f}" for value in load_before)
+        + "; after "
+        + ", ".join(f"{value:.2f}" for value in load_after)
+    )
     base = best.pop("baseline loop")
     print(f"{'baseline loop':26} {base:7.3f} s  {args.count / base:12,.0f} URLs/s")
     for label, seconds in best.items():

@@ -67,19 +67,50 @@ _DISCRIMINATOR_WIDTH = 24
 def _matches_template(matrix: np.ndarray, template: str) -> np.ndarray:
     """Return which rows of a (rows, len(template)) byte matrix fit the template.
 
-    Digit positions are left to :func:`_timestamps`, which checks them as it reads
-    them.
+    Every byte is checked against one or two ranges with elementwise arithmetic
+    on the whole matrix, so no column is copied out and no table is looked up.
+    Digits are checked here too, so :func:`_timestamps` only checks ranges.
     """
-    hexes = [i for i, c in enumerate(template) if c == _HEX]
-    either_case = [i for i, c in enumerate(template) if c == "A"]
-    literal = [i for i, c in enumerate(template) if c not in (_DIGIT, _HEX, "A")]
-    literal_bytes = np.frombuffer(
-        "".join(template[i] for i in literal).encode(), np.uint8
+    first_low, first_span, second_or, second_low, second_span = _template_ranges(
+        template
     )
-    ok = (matrix[:, literal] == literal_bytes).all(axis=1)
-    ok &= (_HEX_VALUE[matrix[:, hexes]] < 16).all(axis=1)
-    ok &= ((matrix[:, either_case] | 0x20) == ord("a")).all(axis=1)
-    return ok
+    # uint8 arithmetic wraps, so "value - low < span" tests low <= value < low+span.
+    ok = (matrix - first_low) < first_span
+    ok |= ((matrix | second_or) - second_low) < second_span
+    if ok.all():
+        return np.ones(len(matrix), dtype=bool)
+    return ok.all(axis=1)
+
+
+def _template_ranges(template: str) -> tuple[np.ndarray, ...]:
+    """Per-column byte ranges for :func:`_matches_template`.
+
+    A byte fits its column if it lies in the first range, or if, with the column's
+    OR mask applied, it lies in the second. Setting bit 0x20 folds ``A-F`` onto
+    ``a-f`` and maps no other byte there.
+    """
+    cached = _RANGES.get(template)
+    if cached is not None:
+        return cached
+    columns = []
+    for char in template:
+        code = ord(char)
+        if char == _DIGIT:
+            columns.append((ord("0"), 10, 0, ord("0"), 10))
+        elif char == _HEX:
+            columns.append((ord("0"), 10, 0x20, ord("a"), 6))
+        elif char == "A":
+            columns.append((ord("a"), 1, 0x20, ord("a"), 1))
+        else:
+            columns.append((code, 1, 0, code, 1))
+    ranges = tuple(
+        np.array(values, dtype=np.uint8) for values in zip(*columns, strict=True)
+    )
+    _RANGES[template] = ranges
+    return ranges
+
+
+_RANGES: dict[str, tuple[np.ndarray, ...]] = {}
 
 
 # The shortest key any template accepts: an image key with a one-letter extension.
@@ -140,37 +171,43 @@ def parse_video_urls(urls: Any, errors: str = "coerce") -> pd.DataFrame:
     if errors not in ("coerce", "raise"):
         raise ValueError(f"errors must be 'coerce' or 'raise', got {errors!r}")
     index = urls.index if isinstance(urls, pd.Series) else None
-    array, odd_rows = _to_arrow(urls)
-    n = len(array)
+    array, values = _to_arrow(urls)
+    n = len(array) if array is not None else len(values)
     if n <= _CHUNK_ROWS:
-        columns = _parse_array(array, odd_rows)
-        _raise_first_error(errors, array, odd_rows, columns.errors, 0, index)
-        return _to_frame(array, columns, index)
+        chunk, odd_rows = _chunk(array, values, 0)
+        columns = _parse_array(chunk, odd_rows)
+        _raise_first_error(errors, chunk, odd_rows, columns.errors, 0, index)
+        return _to_frame(chunk, columns, index)
     starts = range(0, n, _CHUNK_ROWS)
-    chunks = [
-        (
-            array.slice(start, _CHUNK_ROWS),
-            {
-                row - start: value
-                for row, value in odd_rows.items()
-                if start <= row < start + _CHUNK_ROWS
-            },
-        )
-        for start in starts
-    ]
+
+    def parse_chunk(start: int) -> tuple[pa.Array, dict[int, Any], _Columns]:
+        chunk, odd_rows = _chunk(array, values, start)
+        return chunk, odd_rows, _parse_array(chunk, odd_rows)
+
     # numpy and pyarrow release the GIL in the heavy steps, so threads use the cores.
     workers = max(1, min(os.cpu_count() or 1, _MAX_WORKERS))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda chunk: _parse_array(*chunk), chunks))
-    for start, (chunk, chunk_odd), columns in zip(starts, chunks, results, strict=True):
-        _raise_first_error(errors, chunk, chunk_odd, columns.errors, start, index)
-    frames = [
-        _to_frame(chunk, columns, None)
-        for (chunk, _), columns in zip(chunks, results, strict=True)
-    ]
+        results = list(pool.map(parse_chunk, starts))
+    for start, (chunk, odd_rows, columns) in zip(starts, results, strict=True):
+        _raise_first_error(errors, chunk, odd_rows, columns.errors, start, index)
+    frames = [_to_frame(chunk, columns, None) for chunk, _, columns in results]
     frame = pd.concat(frames, ignore_index=True)
     frame.index = pd.RangeIndex(n) if index is None else index
     return frame
+
+
+def _chunk(
+    array: pa.LargeStringArray | None, values: list[Any] | None, start: int
+) -> tuple[pa.LargeStringArray, dict[int, Any]]:
+    """Return rows ``[start, start + _CHUNK_ROWS)`` as arrow, with their odd rows.
+
+    A list is converted chunk by chunk, in the worker that parses the chunk, so
+    the parser reads each chunk's bytes soon after they are written, while they
+    are likely still in the CPU cache.
+    """
+    if array is not None:
+        return array.slice(start, _CHUNK_ROWS), {}
+    return _list_to_arrow(values[start : start + _CHUNK_ROWS])
 
 
 def _parse_array(array: pa.LargeStringArray, odd_rows: dict[int, Any]) -> _Columns:
@@ -218,24 +255,33 @@ def parse_video_urls_dask(urls: Any, errors: str = "coerce") -> Any:
 # Input
 
 
-def _to_arrow(urls: Any) -> tuple[pa.LargeStringArray, dict[int, Any]]:
-    """Convert input to a large_string array.
+def _to_arrow(
+    urls: Any,
+) -> tuple[pa.LargeStringArray | None, list[Any] | None]:
+    """Return text Series and Index as one large_string array, other input as a list.
 
-    Returns the array and a dict from position to original value for the rows it
-    cannot contain (non-strings, strings with lone surrogates). Those rows are null
-    in the array.
+    Exactly one of the two results is not ``None``.
     """
     if isinstance(urls, (pd.Series, pd.Index)) and _is_text_dtype(urls.dtype):
         array = pa.array(urls.array)
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
-        return array.cast(pa.large_string()), {}
+        return array.cast(pa.large_string()), None
     if isinstance(urls, (str, bytes)) or not isinstance(urls, Iterable):
         raise TypeError(
             "urls must be a list, Series, Index or other iterable of URL strings, "
             f"got {type(urls).__name__}"
         )
-    values = list(urls)
+    return None, urls if isinstance(urls, list) else list(urls)
+
+
+def _list_to_arrow(values: list[Any]) -> tuple[pa.LargeStringArray, dict[int, Any]]:
+    """Convert a list of values to a large_string array.
+
+    Returns the array and a dict from position to original value for the rows it
+    cannot contain (non-strings, strings with lone surrogates). Those rows are null
+    in the array.
+    """
     try:
         # from_pandas=False is many times faster; NaN then raises and takes the
         # per-value path below.
@@ -455,23 +501,23 @@ def _timestamps(matrix: np.ndarray, template: str) -> tuple[np.ndarray, np.ndarr
     Returns the values and a mask of the rows that contain a real date and time.
     The values of the other rows are undefined.
     """
-    columns = _digit_columns(template)
-    digits_ok = np.ones(len(matrix), dtype=bool)
+    # Digits past 9 are rejected by _matches_template; here they only need to
+    # stay harmless. Every field, even six-digit microseconds, fits in int32.
+    digits = matrix[:, _digit_columns(template)] - np.uint8(ord("0"))
 
     def number(first: int, count: int) -> np.ndarray:
-        value = np.zeros(len(matrix), dtype=np.int64)
-        for column in columns[first : first + count]:
-            digit = matrix[:, column] - np.uint8(ord("0"))
-            digits_ok[:] &= digit < 10
-            value = value * 10 + digit
-        return value
+        value = digits[:, first].astype(np.int32)
+        for column in range(first + 1, first + count):
+            value *= 10
+            value += digits[:, column]
+        return value.astype(np.int64)
 
     year, month, day = number(0, 4), number(4, 2), number(6, 2)
     hour, minute, second = number(8, 2), number(10, 2), number(12, 2)
-    micro = number(14, 6) if len(columns) > 14 else 0
+    micro = number(14, 6) if digits.shape[1] > 14 else 0
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     days_in_month = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + (leap & (month == 2))
-    ok = digits_ok & (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    ok = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
     ok &= (day <= days_in_month) & (hour <= 23) & (minute <= 59) & (second <= 59)
     seconds = _days_from_civil(year, month, day) * 86400
     seconds += hour * 3600 + minute * 60 + second
@@ -720,10 +766,25 @@ def _parse_rows(
 def _title_array(columns: _Columns) -> pa.Array:
     n = columns.n
     pieces = columns.title_pieces
-    if len(pieces) == 1 and len(pieces[0][0]) == n:
+    if len(pieces) == 1 and _titles_in_row_order(*pieces[0]):
         rows, titles = pieces[0]
-        if np.array_equal(rows, np.arange(n)):
+        if len(rows) == n:
             return titles
+        # Spread the decoded titles over all rows by offsets alone: rows without
+        # a title get zero length and a null. A take would copy every title.
+        title_offsets, data = _buffers(titles)
+        lengths = np.zeros(n, dtype=np.int64)
+        lengths[rows] = np.diff(title_offsets)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        valid = np.zeros(n, dtype=bool)
+        valid[rows] = True
+        return pa.Array.from_buffers(
+            pa.large_string(),
+            n,
+            [pa.array(valid).buffers()[1], pa.py_buffer(offsets), pa.py_buffer(data)],
+            null_count=n - len(rows),
+        )
     null_slot = sum(len(piece) for _, piece in pieces)
     index = np.full(n, null_slot, dtype=np.int64)
     start = 0
@@ -735,6 +796,13 @@ def _title_array(columns: _Columns) -> pa.Array:
         + [pa.nulls(1, pa.large_string())]
     )
     return combined.take(pa.array(index)).combine_chunks()
+
+
+def _titles_in_row_order(rows: np.ndarray, titles: pa.Array) -> bool:
+    """Tell whether ``titles`` has no nulls and ``rows`` strictly increase."""
+    if titles.null_count or not pa.types.is_large_string(titles.type):
+        return False
+    return rows.size < 2 or bool((rows[1:] > rows[:-1]).all())
 
 
 def _codes_array(codes: np.ndarray, values: list[str | None]) -> pa.Array:

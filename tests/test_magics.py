@@ -541,6 +541,20 @@ def test_login_with_key_argument_hides_it(shell):
     assert "prompts for the key" in str(raised.value)
 
 
+def test_login_while_own_client_in_use_says_so(shell, monkeypatch, local_backend):
+    import getpass
+
+    # The shell fixture gave the kernel its own client with use_client.
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": local_backend.api_key)
+    with capture_output() as captured:
+        shell.run_line_magic("opennote", "login")
+    assert "use_client" in captured.stdout
+    assert local_backend.api_key not in captured.stdout
+    with capture_output() as captured:
+        shell.run_line_magic("opennote", "status")
+    assert "Key: the client given to use_client" in captured.stdout
+
+
 def test_login_without_stdin_explains_env(shell, monkeypatch):
     import getpass
 

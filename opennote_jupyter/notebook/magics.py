@@ -481,6 +481,11 @@ class OpennoteMagics(Magics):
             "API key stored in this kernel's memory only; "
             "it is gone when the kernel stops."
         )
+        if session.has_own_client():
+            print(
+                "The magics and forms still use the client given to use_client, "
+                "with its own key; use_client(None) makes them use this one."
+            )
 
     def _logout(self) -> None:
         had_key = session.has_login_key()
@@ -506,6 +511,8 @@ class OpennoteMagics(Magics):
         key_source = (
             "none (local backend key)"
             if client.uses_local_backend
+            else "the client given to use_client"
+            if session.has_own_client()
             else "%opennote login"
             if session.has_login_key()
             else "OPENNOTE_API_KEY"

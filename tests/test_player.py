@@ -330,3 +330,22 @@ def test_embed_stops_downloading_past_the_limit(results):
     assert "Not embedded" in shown.note
     # Sending stopped once the player had read past the limit and hung up.
     assert _BigVideo.sent and _BigVideo.sent[0] < _BigVideo.size / 2
+
+
+def test_duration_of_url_result_read_from_server(results):
+    av = pytest.importorskip("av")
+    url_result, _ = results
+    shown = VideoPlayer(url_result)
+    assert shown.path is None
+    with av.open(url_result.s3_url) as container:
+        decoded = container.duration / av.time_base
+    assert shown.duration == pytest.approx(decoded, abs=0.1)
+    assert re.search(r"Duration: \d+:\d\d", shown.text())
+
+
+def test_duration_of_unreachable_url_is_none(results):
+    url_result, _ = results
+    dead = dataclasses.replace(url_result, s3_url="http://127.0.0.1:9/files/x.mp4")
+    shown = VideoPlayer(dead)
+    assert shown.duration is None
+    assert "Duration" not in shown.text()

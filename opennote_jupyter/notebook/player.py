@@ -238,7 +238,8 @@ class VideoPlayer:
     path
         The local mp4 file, when one was written.
     duration
-        Seconds, when the mp4 bytes were at hand to read it; ``None`` otherwise.
+        Seconds, read from the mp4 bytes or from the first bytes at its URL;
+        ``None`` when neither could be read.
     note
         A sentence shown under the player, or ``""``.
     """
@@ -272,6 +273,8 @@ class VideoPlayer:
                     )
         if data is not None:
             self.duration = mp4_duration(data)
+        elif result.s3_url and _http_link(result.s3_url):
+            self.duration = _remote_duration(result.s3_url)
         if self.embed and data is not None and len(data) <= EMBED_MAX_BYTES:
             encoded = base64.b64encode(data).decode("ascii")
             self.src = f"data:video/mp4;base64,{encoded}"
@@ -395,3 +398,26 @@ def _download(url: str, limit: int) -> bytes | None:
     with urlopen(url, timeout=60) as response:
         data = response.read(limit + 1)
     return data if len(data) <= limit else None
+
+
+# A faststart mp4 puts its moov box, and mvhd first inside it, at the start of the
+# file; the local renderer writes faststart files.
+_HEAD_BYTES = 256 * 1024
+
+
+def _remote_duration(url: str) -> float | None:
+    """Read a video's duration from the first bytes at ``url``, or ``None``.
+
+    The request asks for a byte range and reads at most ``_HEAD_BYTES`` even when
+    the server sends the whole file. It sends no API key: video URLs are public.
+    """
+    from urllib.request import Request, urlopen
+
+    request = Request(url, headers={"Range": f"bytes=0-{_HEAD_BYTES - 1}"})
+    try:
+        with urlopen(request, timeout=5) as response:
+            head = response.read(_HEAD_BYTES)
+    except (OSError, ValueError):
+        # The duration is a nicety: the player works without it.
+        return None
+    return mp4_duration(head)

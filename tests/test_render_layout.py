@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from opennote_jupyter.contract import MAX_SCRIPT_CHARS
 from opennote_jupyter.local.render import RenderRequest, captions, layout, slides
 from opennote_jupyter.local.render.script import (
     build_script,
@@ -268,3 +269,26 @@ def test_caption_blend_in_yuv_matches_rgb():
     # Rounding in two places differs by at most a couple of code values.
     assert np.abs(via_yuv - via_rgb).max() <= 3
     assert via_yuv[: via_yuv.shape[0] * 2 // 3].max() > 200
+
+
+def test_long_prompt_is_cut_to_script_limit():
+    prompt = "Words go here. " * 8000
+    sections, _, notes = sections_from_messages((("user", prompt),), 1)
+    narrated = " ".join(p for section in sections for p in section.paragraphs)
+    assert len(narrated) <= MAX_SCRIPT_CHARS
+    assert narrated.startswith("Words go here. Words go here.")
+    assert narrated.endswith("Words go here.")
+    assert any("first" in note and "6000" in note for note in notes)
+
+
+def test_long_sentence_is_cut_at_a_space():
+    prompt = "word " * 3000
+    sections, _, _ = sections_from_messages((("user", prompt),), 2)
+    narrated = " ".join(p for section in sections for p in section.paragraphs)
+    assert 0 < len(narrated) <= MAX_SCRIPT_CHARS
+    assert set(narrated.split()) == {"word"}
+
+
+def test_short_prompt_has_no_cut_note():
+    _, _, notes = sections_from_messages((("user", "Tides rise. Tides fall."),), 2)
+    assert not any("narrated its first" in note for note in notes)

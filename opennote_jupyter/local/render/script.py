@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from opennote_jupyter.contract import MAX_SCRIPT_CHARS
 from opennote_jupyter.local.render import RenderRequest
 
 # A separator line holds only dashes, at least as many as the contract's "-----".
@@ -85,6 +86,24 @@ def derive_title(text: str) -> str:
     return first[:1].upper() + first[1:] if first else "Untitled video"
 
 
+def _first_chars(sentences: list[str], limit: int) -> list[str]:
+    """Keep whole sentences up to ``limit`` characters, counting one space each.
+
+    A first sentence longer than ``limit`` is cut at its last space before it.
+    """
+    kept: list[str] = []
+    used = 0
+    for sentence in sentences:
+        if used + len(sentence) + 1 > limit:
+            break
+        kept.append(sentence)
+        used += len(sentence) + 1
+    if not kept:
+        head = sentences[0][: limit - 1]
+        kept.append(head.rsplit(" ", 1)[0] or head)
+    return kept
+
+
 def sections_from_messages(
     messages: tuple[tuple[str, str], ...], length: int
 ) -> tuple[tuple[Section, ...], str, tuple[str, ...]]:
@@ -121,6 +140,17 @@ def sections_from_messages(
         raise ValueError(
             "the last user message is empty: write what the video should be about"
         )
+    notes = [
+        "The script was built locally from the prompt text, with no language model."
+    ]
+    total_chars = sum(len(sentence) + 1 for sentence in sentences)
+    if total_chars > MAX_SCRIPT_CHARS:
+        sentences = _first_chars(sentences, MAX_SCRIPT_CHARS)
+        notes.append(
+            f"The prompt text has {total_chars} characters; the local backend "
+            f"narrated its first {sum(len(s) + 1 for s in sentences)}, because a "
+            f"script may have at most {MAX_SCRIPT_CHARS}."
+        )
     count = max(1, min(length, len(sentences)))
     groups: list[list[str]] = [[] for _ in range(count)]
     # Contiguous groups of nearly equal size keep the sentences in their order.
@@ -134,9 +164,6 @@ def sections_from_messages(
         )
         for number, group in enumerate(groups, start=1)
     )
-    notes = [
-        "The script was built locally from the prompt text, with no language model."
-    ]
     if count < length:
         notes.append(
             f"The prompt had {len(sentences)} sentence(s), so the video has "

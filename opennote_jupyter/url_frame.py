@@ -190,10 +190,7 @@ def parse_video_urls(urls: Any, errors: str = "coerce") -> pd.DataFrame:
         results = list(pool.map(parse_chunk, starts))
     for start, (chunk, odd_rows, columns) in zip(starts, results, strict=True):
         _raise_first_error(errors, chunk, odd_rows, columns.errors, start, index)
-    frames = [_to_frame(chunk, columns, None) for chunk, _, columns in results]
-    frame = pd.concat(frames, ignore_index=True)
-    frame.index = pd.RangeIndex(n) if index is None else index
-    return frame
+    return _join_frames([(chunk, columns) for chunk, _, columns in results], index)
 
 
 def _chunk(
@@ -834,6 +831,14 @@ def _string_series(array: pa.Array, index: pd.Index | None) -> pd.Series:
 def _to_frame(
     array: pa.LargeStringArray, columns: _Columns, index: pd.Index | None
 ) -> pd.DataFrame:
+    return _join_frames([(array, columns)], index)
+
+
+_STRING_COLUMNS = ("url", "bucket", "id", "title", "file_type", "error")
+
+
+def _string_columns(array: pa.LargeStringArray, columns: _Columns) -> list[pa.Array]:
+    """Return the string columns of one chunk, in the order of _STRING_COLUMNS."""
     n = columns.n
     if columns.errors:
         errors = pa.array(
@@ -841,25 +846,51 @@ def _to_frame(
         )
     else:
         errors = pa.nulls(n, pa.large_string())
+    return [
+        array,
+        _codes_array(columns.bucket_code, columns.buckets),
+        _ids_array(columns),
+        _title_array(columns),
+        _codes_array(columns.file_type_code, columns.file_types),
+        errors,
+    ]
+
+
+def _join_frames(
+    chunks: list[tuple[pa.LargeStringArray, _Columns]], index: pd.Index | None
+) -> pd.DataFrame:
+    """Build one DataFrame from the parsed chunks, in order.
+
+    Each string column is one chunked arrow array over all chunks, so no column
+    is copied and only one DataFrame is built.
+    """
+    n = sum(columns.n for _, columns in chunks)
     if index is None:
         index = pd.RangeIndex(n)
+    per_chunk = [_string_columns(array, columns) for array, columns in chunks]
+    strings = {
+        name: pa.chunked_array(
+            [arrays[position] for arrays in per_chunk], type=pa.large_string()
+        )
+        for position, name in enumerate(_STRING_COLUMNS)
+    }
+    if len(chunks) == 1:
+        created_us = chunks[0][1].created_us
+    else:
+        created_us = np.concatenate([columns.created_us for _, columns in chunks])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
         frame = pd.DataFrame(
             {
-                "url": _string_series(array, index),
-                "bucket": _string_series(
-                    _codes_array(columns.bucket_code, columns.buckets), index
-                ),
+                "url": _string_series(strings["url"], index),
+                "bucket": _string_series(strings["bucket"], index),
                 "created_at": pd.Series(
-                    columns.created_us.view("datetime64[us]"), index=index, copy=False
+                    created_us.view("datetime64[us]"), index=index, copy=False
                 ),
-                "id": _string_series(_ids_array(columns), index),
-                "title": _string_series(_title_array(columns), index),
-                "file_type": _string_series(
-                    _codes_array(columns.file_type_code, columns.file_types), index
-                ),
-                "error": _string_series(errors, index),
+                "id": _string_series(strings["id"], index),
+                "title": _string_series(strings["title"], index),
+                "file_type": _string_series(strings["file_type"], index),
+                "error": _string_series(strings["error"], index),
             },
             index=index,
         )

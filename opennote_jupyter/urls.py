@@ -44,6 +44,8 @@ def build_video_key(
         A UUID, written in its canonical lowercase form.
     title
         The title; it is percent-encoded twice, with ``/`` kept by the first pass.
+        Inner ``.`` and ``..`` path segments are encoded too, so that the URL
+        survives the dot-segment removal of HTTP clients.
     file_type
         The extension without its dot.
     """
@@ -53,8 +55,23 @@ def build_video_key(
             "pass a naive UTC datetime, the key format carries no zone"
         )
     stamp = quote(created_at.isoformat(timespec="microseconds"), safe="")
-    encoded_title = quote(quote(title, safe="/"), safe="/")
+    encoded_title = quote(_encode_dot_segments(quote(title, safe="/")), safe="/")
     return f"{stamp}-{uuid.UUID(str(video_id))}--{encoded_title}.{file_type}"
+
+
+def _encode_dot_segments(path: str) -> str:
+    """Percent-encode inner path segments that are ``.`` or ``..``.
+
+    HTTP clients and browsers remove such segments from a URL before sending it
+    (RFC 3986, section 5.2.4), so a title like ``a/../b`` would name another file.
+    The first and last segments are never bare dots, because the key's prefix and
+    extension are attached to them, so they stay as they are.
+    """
+    segments = path.split("/")
+    for index in range(1, len(segments) - 1):
+        if segments[index] in (".", ".."):
+            segments[index] = segments[index].replace(".", "%2E")
+    return "/".join(segments)
 
 
 # ---------------------------------------------------------------------------

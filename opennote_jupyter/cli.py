@@ -185,7 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         backend.serve_forever(args.host, args.port)
     except OSError as exc:
-        print(f"opennote-video serve: {exc}", file=sys.stderr)
+        # str() of OSError(errno, text) starts with "[Errno N]", which the text
+        # already explains.
+        message = exc.strerror if exc.strerror and exc.filename is None else str(exc)
+        print(f"opennote-video serve: {message}", file=sys.stderr)
         return 2
     return 0
 
@@ -193,6 +196,21 @@ def _serve(args: argparse.Namespace) -> int:
 def _keys_create(args: argparse.Namespace) -> int:
     from opennote_jupyter.local.auth import create_key
 
+    # Checked here so the message names the options, not create_key's arguments.
+    limits = {"--per-minute": args.per_minute, "--per-day": args.per_day}
+    if args.tier.strip().lower() == "enterprise" and not all(
+        limit is not None and limit >= 1 for limit in limits.values()
+    ):
+        received = ", ".join(
+            f"{option} {'not set' if value is None else value}"
+            for option, value in limits.items()
+        )
+        print(
+            "opennote-video keys create: the enterprise tier needs its own limits: "
+            f"pass --per-minute and --per-day as positive integers (got {received})",
+            file=sys.stderr,
+        )
+        return 2
     store = _open_store("keys create", args.data_dir)
     if store is None:
         return 2

@@ -7,6 +7,8 @@ end up in shell history. With no key the local backend makes the video.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +17,23 @@ from typing import Any, TextIO
 from opennote_jupyter import contract
 
 PROG = "opennote-video create"
+
+
+def _timeout_seconds(text: str) -> float:
+    """Parse ``--timeout``, rejecting values that would create a job and then fail.
+
+    Zero and negative values end the wait at once, and wait() rejects NaN, but
+    both happen after the job is created and charged.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of seconds, got {text}"
+        )
+    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -49,13 +68,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--base-url",
         default=None,
-        help="server root (default: OPENNOTE_BASE_URL, then the hosted API)",
+        help="server root (default: OPENNOTE_BASE_URL; if unset, the hosted API "
+        "when OPENNOTE_API_KEY is set, else the local backend in this process)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_timeout_seconds,
         default=3600.0,
-        help="seconds to wait for the video (default 3600); the job goes on after",
+        help="seconds to wait for the video (default 3600); a job on a server "
+        "goes on after, a job on the local backend stops when this command exits",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="do not draw the progress bar"
@@ -107,7 +128,10 @@ class ProgressBar:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    line = " ".join(str(message).split())
+    # Join lines without collapsing runs of spaces, which may be part of a
+    # repr such as prompt='     '.
+    parts = (part.strip() for part in str(message).splitlines())
+    line = " ".join(part for part in parts if part)
     print(f"{PROG}: error: {line}", file=sys.stderr)
     return code
 
@@ -135,7 +159,7 @@ def _configure_logging(verbose: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Make the video described by ``args``; return the process exit code."""
     from opennote_jupyter.client import OpennoteClient
-    from opennote_jupyter.errors import OpennoteError
+    from opennote_jupyter.errors import OpennoteError, WaitTimeoutError
 
     script = None
     if args.script:
@@ -149,8 +173,21 @@ def run(args: argparse.Namespace) -> int:
     if not args.prompt and script is None:
         return _fail("pass a prompt or --script FILE", 2)
 
+    from opennote_jupyter.client import API_KEY_ENV, BASE_URL_ENV
+
+    # The client's own message names its api_key= argument, which the CLI lacks.
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV)
+    if base_url and os.environ.get(API_KEY_ENV) is None:
+        where = "--base-url" if args.base_url else BASE_URL_ENV
+        return _fail(
+            f"no API key for {base_url} (from {where}): set {API_KEY_ENV}, or "
+            f"leave {where} unset to use the local backend",
+            2,
+        )
+
     _configure_logging(args.verbose)
     bar = None if args.no_progress else ProgressBar(sys.stderr)
+    client = None
     job = None
     try:
         client = OpennoteClient(base_url=args.base_url)
@@ -175,6 +212,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(result.url)
         return 0
+    except WaitTimeoutError as exc:
+        if bar is not None:
+            bar.close()
+        if client is not None and client.uses_local_backend:
+            return _fail(
+                f"video {exc.video_id} was not ready after {args.timeout:g} s and "
+                f"{_EMBEDDED_JOB_STOPS}; run the command again with a larger --timeout"
+            )
+        return _fail(str(exc))
     except OpennoteError as exc:
         if bar is not None:
             bar.close()
@@ -184,8 +230,21 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         if job is None:
             return _fail("interrupted before the job was created", 130)
+        if client is not None and client.uses_local_backend:
+            return _fail(
+                f"interrupted; video {job.video_id} {_EMBEDDED_JOB_STOPS}; run the "
+                "command again to make the video",
+                130,
+            )
         return _fail(
             f"interrupted; video {job.video_id} goes on rendering. Wait for it in "
             f"Python with OpennoteClient().resume({job.video_id!r})",
             130,
         )
+
+
+# With no API key the server runs in this process, so its jobs end with it and
+# a later resume() finds them failed.
+_EMBEDDED_JOB_STOPS = (
+    "stops when this command exits, because the local backend runs inside it"
+)

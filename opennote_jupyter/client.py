@@ -339,7 +339,9 @@ class OpennoteClient:
         else:
             where = self._base_url
         tier = self._tier.name if self._tier is not None else "local"
-        return f"OpennoteClient(base_url={where!r}, tier={tier!r}, api_key='***')"
+        # The embedded backend's key exists only once the backend has started.
+        key = "'***'" if self._secret is not None else "None"
+        return f"OpennoteClient(base_url={where!r}, tier={tier!r}, api_key={key})"
 
     def __reduce__(self) -> Any:
         raise TypeError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -131,3 +132,144 @@ def test_damaged_local_backend_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(lines) == 1, captured.err
     assert "local backend did not start" in lines[0]
     assert "backend.sqlite3" in lines[0]
+
+
+@pytest.fixture
+def embedded_env(local_backend, tmp_path, monkeypatch):
+    """No key and no base URL, with the session backend as this process's own."""
+    import opennote_jupyter.local as local
+
+    monkeypatch.setenv("OPENNOTE_JUPYTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OPENNOTE_API_KEY", raising=False)
+    monkeypatch.delenv("OPENNOTE_BASE_URL", raising=False)
+    monkeypatch.setattr(local, "_default", local_backend)
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "-inf", "soon"])
+def test_create_rejects_bad_timeout(org_env, tmp_path, capsys, timeout):
+    with pytest.raises(SystemExit) as exited:
+        main(["create", "Gravity", f"--timeout={timeout}"])
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    last = captured.err.strip().splitlines()[-1]
+    assert "--timeout" in last
+    assert timeout in last
+    # argparse stopped before a client existed, so no job was created or journaled.
+    assert not (tmp_path / "home").exists()
+
+
+def test_whitespace_prompt_shown_exactly(org_env, capsys):
+    code = main(["create", "     ", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "prompt='     '" in captured.err
+
+
+def test_base_url_help_names_local_backend():
+    import argparse
+
+    from opennote_jupyter.cli import build_parser
+
+    commands = next(
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    option = next(
+        action
+        for action in commands.choices["create"]._actions
+        if "--base-url" in action.option_strings
+    )
+    assert "local backend" in option.help
+    assert "OPENNOTE_API_KEY" in option.help
+
+
+def test_missing_key_names_env_variable(local_backend, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPENNOTE_JUPYTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OPENNOTE_API_KEY", raising=False)
+    monkeypatch.delenv("OPENNOTE_BASE_URL", raising=False)
+    code = main(["create", "Gravity", "--base-url", local_backend.base_url])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "OPENNOTE_API_KEY" in lines[0]
+    assert "--base-url" in lines[0]
+    assert "api_key=" not in lines[0]
+
+
+def test_remote_timeout_keeps_resume_hint(org_env, capsys):
+    code = main(["create", "Gravity", "--length", "1", "--timeout", "0.001"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "resume(" in captured.err
+
+
+def test_embedded_timeout_says_job_stops(embedded_env, capsys):
+    code = main(["create", "Gravity", "--length", "1", "--timeout", "0.001"])
+    captured = capsys.readouterr()
+    assert code == 1
+    last = captured.err.strip().splitlines()[-1]
+    assert "resume" not in last
+    assert "stops when this command exits" in last
+    assert "--timeout" in last
+
+
+def test_embedded_interrupt_says_job_stops(tmp_path):
+    # A real Ctrl-C: the embedded backend lives in the CLI process, so only a
+    # separate process shows the message and exit code a user gets.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("OPENNOTE_API_KEY", "OPENNOTE_BASE_URL")
+    }
+    env["OPENNOTE_JUPYTER_HOME"] = str(tmp_path / "home")
+
+    prompt = "Explain in detail how photosynthesis turns light into sugar"
+    command = [sys.executable, "-m", "opennote_jupyter.cli", "create", prompt]
+    process = subprocess.Popen(
+        [*command, "--length", "5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    try:
+        # On a pipe the progress bar prints a line at the first status read,
+        # which comes right after the create succeeded.
+        first = process.stderr.readline()
+        assert "pending" in first or "rendering" in first, first
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 130, err
+    assert out == ""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("opennote-video create: error: interrupted")
+    assert "resume" not in last
+    assert "stops when this command exits" in last
+
+
+def test_client_repr_without_key(tmp_path, monkeypatch):
+    from opennote_jupyter.client import OpennoteClient
+
+    monkeypatch.setenv("OPENNOTE_JUPYTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OPENNOTE_API_KEY", raising=False)
+    monkeypatch.delenv("OPENNOTE_BASE_URL", raising=False)
+    text = repr(OpennoteClient())
+    assert "api_key=None" in text
+    assert "***" not in text
+
+
+def test_client_repr_with_key_hides_it(local_backend):
+    from opennote_jupyter.client import OpennoteClient
+
+    key = local_backend.create_key(org=f"repr-{uuid.uuid4().hex[:8]}")
+    text = repr(OpennoteClient(key, local_backend.base_url))
+    assert "api_key='***'" in text
+    assert key not in text

@@ -50,7 +50,9 @@ def test_keys_create_rejects_bad_tier(tmp_path):
     assert done.stdout == ""
     done = keys_create(tmp_path, "--org", "team", "--tier", "enterprise")
     assert done.returncode == 2
-    assert "per_minute" in done.stderr
+    assert "--per-minute" in done.stderr
+    assert "--per-day" in done.stderr
+    assert "per_minute" not in done.stderr
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
@@ -279,3 +281,81 @@ def test_serve_bad_options_are_one_line(tmp_path, capsys, options):
     assert code == 2
     assert "Traceback" not in captured.err
     assert captured.err.strip().splitlines()[-1].startswith("opennote-video serve")
+
+
+def test_serve_busy_port_is_one_line(tmp_path, capsys):
+    from opennote_jupyter.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--data-dir", str(tmp_path), "--port", str(port)])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(
+        f"opennote-video serve: cannot listen on 127.0.0.1:{port}"
+    )
+    assert "Errno" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8000"),
+        ("localhost", "http://localhost:8000"),
+        ("0.0.0.0", "http://127.0.0.1:8000"),
+        ("", "http://127.0.0.1:8000"),
+        ("::", "http://[::1]:8000"),
+        ("::1", "http://[::1]:8000"),
+        ("192.0.2.7", "http://192.0.2.7:8000"),
+    ],
+)
+def test_base_url_of_wildcard_bind(host, expected):
+    from opennote_jupyter.local.server import public_base_url
+
+    assert public_base_url(host, 8000) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "exposed"),
+    [
+        ("127.0.0.1", False),
+        ("127.0.0.2", False),
+        ("localhost", False),
+        ("::1", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("", True),
+        ("192.0.2.7", True),
+    ],
+)
+def test_exposure_warning_beyond_loopback(host, exposed):
+    from opennote_jupyter.local.server import exposure_warning, public_base_url
+
+    warning = exposure_warning(host, public_base_url(host, 8000))
+    assert (warning is not None) == exposed
+    if exposed:
+        assert "beyond this machine" in warning
+        assert "--host 127.0.0.1" in warning
+
+
+def test_serve_ipv6_loopback_base_url(tmp_path):
+    from opennote_jupyter.local.server import Backend
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1 on this machine: {exc}")
+    backend = Backend(tmp_path)
+    try:
+        sock = backend.bind("::1", 0)
+        port = sock.getsockname()[1]
+        sock.close()
+        assert backend.settings.base_url == f"http://[::1]:{port}"
+    finally:
+        backend.runner.instance.release()
+        backend.store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import socket
@@ -74,7 +75,8 @@ class Backend:
         # asyncio sets TCP_NODELAY on accepted connections only when the listening
         # socket's proto is IPPROTO_TCP. Without it, a keep-alive client waits
         # about 40 ms per request for the delayed ACK (Nagle's algorithm).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -93,7 +95,7 @@ class Backend:
         sock.listen(128)
         sock.set_inheritable(True)
         bound_port = sock.getsockname()[1]
-        self.settings.base_url = f"http://{host}:{bound_port}"
+        self.settings.base_url = public_base_url(host, bound_port)
         return sock
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -110,6 +112,9 @@ class Backend:
         logger.info(
             "local backend serving %s from %s", self.settings.base_url, self.data_dir
         )
+        warning = exposure_warning(host, self.settings.base_url)
+        if warning is not None:
+            logger.warning("%s", warning)
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
             previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -202,6 +207,45 @@ class Backend:
             lifespan="off",
             timeout_graceful_shutdown=2,
         )
+
+
+def public_base_url(host: str, port: int) -> str:
+    """Return the URL that clients and ``s3_url`` links use for ``host``:``port``.
+
+    A wildcard address (``0.0.0.0``, ``::`` or empty) accepts connections on every
+    interface but cannot be connected to, so it is replaced by the loopback
+    address of its family.
+    """
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def exposure_warning(host: str, base_url: str) -> str | None:
+    """Return a warning when ``host`` accepts connections from other machines.
+
+    Returns ``None`` for ``localhost`` and loopback addresses.
+    """
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # A host name other than localhost, or the empty wildcard.
+    warning = (
+        f"listening on {host or 'all interfaces'} exposes the server beyond this "
+        "machine: anyone who can reach the port can fetch videos by their links, and "
+        "anyone with one of its keys can create jobs. Use --host 127.0.0.1 to "
+        "accept local connections only."
+    )
+    if host in ("", "0.0.0.0", "::"):
+        warning += f" Video links name {base_url}, which works on this machine only."
+    return warning
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

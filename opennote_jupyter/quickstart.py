@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ DEFAULT_OUTPUT_DIR = "quickstart-output"
 NOTEBOOK_NAME = "quickstart.ipynb"
 DEFAULT_CELL_TIMEOUT = 600.0
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# How often the main thread wakes while the notebook runs in its worker thread.
+WORKER_POLL_SECONDS = 0.2
+# Exit status of a program stopped by SIGINT, as shells report it (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 def find_quickstart_notebook() -> Path:
@@ -112,14 +117,36 @@ def execute_notebook(
             timeout=int(timeout),
             kernel_name=kernel_name,
         )
+        kernel_env = dict(os.environ if env is None else env)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                client.execute(cwd=str(cwd), env=kernel_env)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                failure.append(exc)
+
+        # nbclient runs in a worker thread because in the main thread it installs
+        # its own SIGINT handler, which shuts the kernel down gracefully (waiting
+        # for the running cell) and then fails on its cleared kernel client. Here
+        # Ctrl-C raises KeyboardInterrupt in the main thread at any stage.
+        worker = threading.Thread(target=run, name="quickstart-notebook", daemon=True)
+        worker.start()
         try:
-            client.execute(cwd=str(cwd), env=dict(os.environ if env is None else env))
-        finally:
-            # nbclient cleans up only kernel managers it created itself.
-            if client.kc is not None:
-                client.kc.stop_channels()
+            while worker.is_alive():
+                worker.join(WORKER_POLL_SECONDS)
+        except KeyboardInterrupt:
+            # The running cell would delay a graceful shutdown, so kill the kernel.
             if kernel_manager.has_kernel:
-                kernel_manager.shutdown_kernel(now=False)
+                kernel_manager.shutdown_kernel(now=True)
+            raise
+        # nbclient cleans up only kernel managers it created itself.
+        if client.kc is not None:
+            client.kc.stop_channels()
+        if kernel_manager.has_kernel:
+            kernel_manager.shutdown_kernel(now=False)
+        if failure:
+            raise failure[0]
     return notebook
 
 
@@ -141,25 +168,82 @@ def kernel_environment(*, hosted: bool) -> dict[str, str]:
     return env
 
 
+class OutputDirError(Exception):
+    """The output directory cannot be created or written to."""
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Create ``output_dir`` if needed and check that a file can be written in it.
+
+    Writing a probe file, rather than asking ``os.access``, also catches read-only
+    file systems and gives the same answer for root.
+
+    Raises
+    ------
+    OutputDirError
+        If the directory cannot be created or written to; the message names the
+        directory and the ``--output`` option.
+    """
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputDirError(
+            f"cannot write to the output directory {output_dir} ({reason}): "
+            "choose a writable directory with --output DIR"
+        ) from None
+
+
+VideoSnapshot = dict[Path, int]
+
+
+def snapshot_videos(output_dir: Path) -> VideoSnapshot:
+    """Return the mp4 files under ``output_dir`` with their modification times."""
+    if not output_dir.is_dir():
+        return {}
+    return {
+        path: path.stat().st_mtime_ns
+        for path in output_dir.rglob("*.mp4")
+        if path.is_file()
+    }
+
+
+def new_videos(output_dir: Path, before: VideoSnapshot) -> list[Path]:
+    """Return the mp4 files under ``output_dir`` new or rewritten since ``before``."""
+    after = snapshot_videos(output_dir)
+    return sorted(path for path, mtime in after.items() if before.get(path) != mtime)
+
+
 def run_quickstart(
     output_dir: Path,
     *,
     notebook_path: Path | None = None,
     hosted: bool = False,
     timeout: float = DEFAULT_CELL_TIMEOUT,
-) -> dict[str, Path]:
+) -> dict[str, Any]:
     """Execute the quickstart notebook and save its outputs in ``output_dir``.
 
     Returns
     -------
     dict
         ``notebook`` and ``html``: the paths of the executed notebook and of its
-        HTML export. The mp4 files are listed by :func:`list_videos`.
+        HTML export. ``videos``: the mp4 files this run wrote, without those
+        that earlier runs left in ``output_dir``.
+
+    Raises
+    ------
+    OutputDirError
+        If ``output_dir`` cannot be written; raised before a kernel starts.
+    FileNotFoundError
+        If the notebook is not found.
     """
     import nbformat
 
     source = notebook_path or find_quickstart_notebook()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(output_dir)
+    before = snapshot_videos(output_dir)
     notebook = execute_notebook(
         source,
         cwd=output_dir,
@@ -169,13 +253,11 @@ def run_quickstart(
     executed_path = output_dir / NOTEBOOK_NAME
     nbformat.write(notebook, executed_path)
     html_path = export_html(notebook, output_dir / "quickstart.html")
-    return {"notebook": executed_path, "html": html_path}
-
-
-def list_videos(output_dir: Path) -> list[Path]:
-    """Return the mp4 files under ``output_dir`` and its subfolders, newest first."""
-    videos = [p for p in output_dir.rglob("*.mp4") if p.is_file()]
-    return sorted(videos, key=lambda p: p.stat().st_mtime, reverse=True)
+    return {
+        "notebook": executed_path,
+        "html": html_path,
+        "videos": new_videos(output_dir, before),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the quickstart and print where its page and video are; return 0 or 1."""
+    """Run the quickstart and print where its page and video are.
+
+    Returns 0 on success, 1 on an error and 130 after Ctrl-C.
+    """
     from nbclient.exceptions import (
         CellExecutionError,
         CellTimeoutError,
@@ -227,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     output_dir = args.output.resolve()
+    before = snapshot_videos(output_dir)
     try:
         paths = run_quickstart(
             output_dir,
@@ -234,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             hosted=args.hosted,
             timeout=args.timeout,
         )
-    except FileNotFoundError as exc:
+    except (OutputDirError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
@@ -242,19 +328,37 @@ def main(argv: list[str] | None = None) -> int:
         details = ANSI_ESCAPE.sub("", str(exc))
         print(f"error: the quickstart notebook failed: {details}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(describe_interrupt(output_dir, before), file=sys.stderr)
+        return EXIT_INTERRUPTED
 
-    videos = list_videos(output_dir)
+    videos = paths["videos"]
     print(f"HTML page:         {paths['html']}")
     print(f"Executed notebook: {paths['notebook']}")
     if not videos:
         print(
-            f"error: the notebook ran but wrote no mp4 into {output_dir}",
+            f"error: the notebook ran but wrote no new mp4 into {output_dir}",
             file=sys.stderr,
         )
         return 1
     for video in videos:
         print(f"Video:             {video}")
     return 0
+
+
+def describe_interrupt(output_dir: Path, before: VideoSnapshot) -> str:
+    """Return the one-line message for a Ctrl-C, naming any mp4 the run left."""
+    left = new_videos(output_dir, before)
+    if not left:
+        return (
+            "interrupted: the kernel was stopped; no HTML page, notebook or video "
+            f"was written to {output_dir}"
+        )
+    names = ", ".join(str(path) for path in left)
+    return (
+        "interrupted: the kernel was stopped before the HTML page was written; "
+        f"this run left {names}"
+    )
 
 
 if __name__ == "__main__":

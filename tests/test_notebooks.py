@@ -5,14 +5,21 @@ from __future__ import annotations
 import html
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from opennote_jupyter.quickstart import execute_notebook
+from opennote_jupyter.quickstart import (
+    check_output_dir,
+    execute_notebook,
+    new_videos,
+    snapshot_videos,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -219,3 +226,184 @@ def test_quickstart_runner_reports_failed_cell(tmp_path):
     assert "ZeroDivisionError" in completed.stderr
     assert "\x1b[" not in completed.stderr, "colour codes leaked into the message"
     assert "HTML page" not in completed.stdout
+
+
+def run_quickstart_command(
+    args: list[str], cwd: Path, timeout: float = RUN_TIMEOUT
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "opennote_jupyter.quickstart", *args],
+        cwd=cwd,
+        env=notebook_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_quickstart_output_under_file_fails_early(tmp_path):
+    """An output path under a regular file is rejected before a kernel starts."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory\n", encoding="utf-8")
+    output_dir = blocker / "out"
+    started = time.monotonic()
+    completed = run_quickstart_command(["--output", str(output_dir)], tmp_path)
+    elapsed = time.monotonic() - started
+
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert str(output_dir) in lines[0]
+    assert "--output" in lines[0]
+    assert "Traceback" not in completed.stderr
+    assert completed.stdout == ""
+    # A kernel start alone takes longer than the argument check on this machine.
+    assert elapsed < 10, f"the check took {elapsed:.1f} s; did a kernel start?"
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root writes into a mode 0o555 directory, so it cannot be read-only here",
+)
+def test_quickstart_read_only_output_fails_early(tmp_path):
+    output_dir = tmp_path / "read-only"
+    output_dir.mkdir()
+    output_dir.chmod(0o555)
+    try:
+        completed = run_quickstart_command(["--output", str(output_dir)], tmp_path)
+    finally:
+        output_dir.chmod(0o755)
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert str(output_dir) in lines[0]
+    assert "--output" in lines[0]
+    assert "notebook failed" not in completed.stderr
+
+
+def test_output_dir_check_creates_missing_dir(tmp_path):
+    output_dir = tmp_path / "new" / "out"
+    check_output_dir(output_dir)
+    assert output_dir.is_dir()
+    assert list(output_dir.iterdir()) == [], "the write probe was left behind"
+
+
+SLOW_CELL = """\
+import os, pathlib, time
+pathlib.Path("kernel.pid").write_text(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_quickstart_interrupt_exits_130(tmp_path):
+    """SIGINT after the kernel started: one line, exit 130, kernel shut down."""
+    slow = write_notebook(tmp_path / "slow.ipynb", SLOW_CELL)
+    output_dir = tmp_path / "out"
+    pid_file = output_dir / "kernel.pid"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "opennote_jupyter.quickstart",
+            "--notebook",
+            str(slow),
+            "--output",
+            str(output_dir),
+        ],
+        cwd=tmp_path,
+        env=notebook_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the kernel never ran the cell"
+            time.sleep(0.1)
+        kernel_pid = int(pid_file.read_text())
+        # A terminal's Ctrl-C reaches the runner only: the kernel runs in a
+        # session of its own.
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "interrupted" in lines[0]
+    assert "Traceback" not in stderr
+    assert stdout == ""
+    assert not (output_dir / "quickstart.html").exists()
+    try:
+        os.kill(kernel_pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        os.kill(kernel_pid, signal.SIGKILL)
+        pytest.fail(f"the kernel (pid {kernel_pid}) still runs after the interrupt")
+
+
+def test_new_videos_ignores_earlier_runs(tmp_path):
+    videos_dir = tmp_path / "opennote-videos"
+    videos_dir.mkdir()
+    old = videos_dir / "old.mp4"
+    old.write_bytes(b"old")
+    before = snapshot_videos(tmp_path)
+    assert new_videos(tmp_path, before) == []
+
+    fresh = videos_dir / "fresh.mp4"
+    fresh.write_bytes(b"fresh")
+    assert new_videos(tmp_path, before) == [fresh]
+
+
+def test_new_videos_counts_rewritten_file(tmp_path):
+    video = tmp_path / "same.mp4"
+    video.write_bytes(b"first")
+    before = snapshot_videos(tmp_path)
+    stamp = video.stat().st_mtime_ns
+    video.write_bytes(b"second run")
+    os.utime(video, ns=(stamp + 10**9, stamp + 10**9))
+    assert new_videos(tmp_path, before) == [video]
+
+
+def write_notebook(path: Path, source: str) -> Path:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source)]
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_quickstart_prints_only_this_runs_video(tmp_path):
+    """An earlier run's mp4 is neither listed nor taken as this run's video."""
+    output_dir = tmp_path / "out"
+    videos_dir = output_dir / "opennote-videos"
+    videos_dir.mkdir(parents=True)
+    earlier = videos_dir / "earlier.mp4"
+    earlier.write_bytes(b"an earlier run's video")
+    writes_mp4 = write_notebook(
+        tmp_path / "writes.ipynb",
+        'import pathlib\npathlib.Path("opennote-videos/new.mp4").write_bytes(b"new")',
+    )
+    writes_nothing = write_notebook(tmp_path / "nothing.ipynb", "1 + 1")
+
+    completed = run_quickstart_command(
+        ["--notebook", str(writes_mp4), "--output", str(output_dir)], tmp_path
+    )
+    assert completed.returncode == 0, completed.stderr
+    video_lines = [
+        line for line in completed.stdout.splitlines() if line.startswith("Video:")
+    ]
+    assert video_lines == [f"Video:             {videos_dir / 'new.mp4'}"]
+
+    completed = run_quickstart_command(
+        ["--notebook", str(writes_nothing), "--output", str(output_dir)], tmp_path
+    )
+    assert completed.returncode == 1
+    assert "wrote no new mp4" in completed.stderr
+    assert "Video:" not in completed.stdout

@@ -96,6 +96,7 @@ def execute_notebook(
     from ipykernel.kernelspec import write_kernel_spec
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
+    from jupyter_core.utils import ensure_event_loop
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
@@ -119,12 +120,21 @@ def execute_notebook(
         )
         kernel_env = dict(os.environ if env is None else env)
         failure: list[BaseException] = []
+        interrupted = threading.Event()
 
         def run() -> None:
             try:
                 client.execute(cwd=str(cwd), env=kernel_env)
             except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
                 failure.append(exc)
+            finally:
+                # jupyter_core's run_sync gives each thread an event loop of its
+                # own, and an unclosed loop leaks its self-pipe sockets. After an
+                # interrupt nbclient's tasks are still pending, and closing the
+                # loop then makes asyncio print "Task was destroyed but it is
+                # pending" to stderr as the process exits.
+                if not interrupted.is_set():
+                    ensure_event_loop().close()
 
         # nbclient runs in a worker thread because in the main thread it installs
         # its own SIGINT handler, which shuts the kernel down gracefully (waiting
@@ -136,6 +146,7 @@ def execute_notebook(
             while worker.is_alive():
                 worker.join(WORKER_POLL_SECONDS)
         except KeyboardInterrupt:
+            interrupted.set()
             # The running cell would delay a graceful shutdown, so kill the kernel.
             if kernel_manager.has_kernel:
                 kernel_manager.shutdown_kernel(now=True)

@@ -222,3 +222,22 @@ def test_readme_screenshot_is_committed():
     assert images, "README.md shows no screenshot"
     for image in images:
         assert (ROOT / image).is_file(), f"README.md shows {image}, which is missing"
+
+
+def test_readme_lists_every_magic_option():
+    from opennote_jupyter.notebook.magics import OpennoteMagics
+
+    parser = OpennoteMagics.opennote_video.parser
+    options = [
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    ]
+    assert options, "the magic's parser has no options"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table_rows = [line for line in readme.splitlines() if line.startswith("| `--")]
+    for option in options:
+        assert any(f"`{option}" in row for row in table_rows), (
+            f"README.md's option table of %%opennote_video lacks {option}"
+        )

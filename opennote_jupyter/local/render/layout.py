@@ -39,7 +39,10 @@ MAX_LINE_WIDTH = WIDTH - 2 * MARGIN_X
 # measures and draws at a time.
 MPL_LOCK = threading.RLock()
 
-_MATH = re.compile(r"\$([^$\n]+)\$")
+# Inline math follows pandoc's rule for TeX dollars: the opening "$" has a
+# non-space character right after it, the closing "$" has one right before it and
+# no digit after it. So prices such as "$5 and $6" and "$HOME" stay plain text.
+_MATH = re.compile(r"\$(?=\S)([^$\n]*?\S)\$(?!\d)")
 _FONT_DIR = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 REGULAR_FONT = os.path.join(_FONT_DIR, "DejaVuSans.ttf")
 BOLD_FONT = os.path.join(_FONT_DIR, "DejaVuSans-Bold.ttf")

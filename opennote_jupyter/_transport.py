@@ -429,8 +429,11 @@ class Transport:
         ``(connect, read)`` timeout in seconds applied to every request.
     retry
         Retry limits for status reads and keyed creates.
-    sleep, clock
-        Injectable ``time.sleep`` and ``time.monotonic`` for tests.
+    sleep
+        Replacement for ``time.sleep`` between retries, for tests.
+    rng
+        Random source of the backoff jitter; a seeded one makes retry waits
+        reproducible.
     """
 
     def __init__(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -76,9 +77,21 @@ _IN_FLIGHT_LOCK = threading.Lock()
 _local_notice_logged = False
 
 
+# Bounds that keep the socket timeout representable and retry loops short.
+_MAX_TIMEOUT_S = 86400.0
+_MAX_RETRIES = 100
+
+
 def _is_loopback(base_url: str) -> bool:
+    """Return whether the URL's host is ``localhost`` or a loopback IP address."""
     host = urlsplit(base_url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        # A name such as 127.example.com may resolve anywhere.
+        return False
 
 
 def _backend_tier(backend: Any) -> Tier:
@@ -117,14 +130,14 @@ class OpennoteClient:
         sense against a local backend started with the same windows.
     timeout
         Seconds for each HTTP request: one number for both connect and read, or a
-        ``(connect, read)`` pair.
+        ``(connect, read)`` pair, each above 0 and at most 86400.
     poll_interval
         Seconds between status reads in :meth:`wait`. Defaults to 0.5 s for a
         server on this machine and 10 s otherwise.
     wait_timeout
         Seconds :meth:`wait` waits when called with ``timeout=None``.
     max_retries
-        Retries after the first send of a status read or create.
+        Retries after the first send of a status read or create, 0 to 100.
     max_retry_wait
         Longest ``Retry-After`` in seconds the client sleeps through before a
         retry; a longer one raises :class:`RateLimitError`.
@@ -178,7 +191,7 @@ class OpennoteClient:
             if poll_interval is not None
             else None
         )
-        self._max_retries = int(max_retries)
+        self._max_retries = self._check_max_retries(max_retries)
         self._max_retry_wait = _setting_seconds("max_retry_wait", max_retry_wait)
         if backoff is not None:
             if not isinstance(backoff, (tuple, list)) or len(backoff) != 2:
@@ -246,14 +259,28 @@ class OpennoteClient:
             if (
                 isinstance(part, bool)
                 or not isinstance(part, (int, float))
-                or part <= 0
+                or not math.isfinite(part)
+                or not 0 < part <= _MAX_TIMEOUT_S
             ):
                 raise ConfigurationError(
-                    f"timeout={timeout!r}: every timeout must be a positive number "
-                    "of seconds"
+                    f"timeout={timeout!r} is invalid: every timeout must be a "
+                    f"number of seconds above 0 and at most {_MAX_TIMEOUT_S:g}"
                 )
             out.append(float(part))
         return out[0], out[1]
+
+    @staticmethod
+    def _check_max_retries(value: Any) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 0 <= value <= _MAX_RETRIES
+        ):
+            raise ConfigurationError(
+                f"max_retries={value!r} is invalid: pass a whole number from 0 to "
+                f"{_MAX_RETRIES}"
+            )
+        return value
 
     @staticmethod
     def _check_windows(windows: Any) -> tuple[float, float]:
@@ -616,11 +643,20 @@ class OpennoteClient:
 
     @staticmethod
     def _journal_rejected(journal: Journal | None, ikey: str, exc: Exception) -> None:
-        if journal is not None:
+        """Record a rejected create; a journal write error must not hide ``exc``."""
+        if journal is None:
+            return
+        try:
             journal.append(
                 "rejected",
                 idempotency_key=ikey,
                 error=f"{type(exc).__name__}: {exc}",
+            )
+        except OSError as journal_exc:
+            log.warning(
+                "create: the journal could not record rejected create %s (%s)",
+                ikey,
+                journal_exc,
             )
 
     def _job_from_response(self, response: Any, ikey: str) -> VideoJob:
@@ -748,21 +784,30 @@ class OpennoteClient:
         ok = status.status == "completed" and result is not None and result.success
         journal = self._journal()
         if journal is not None:
-            row = journal.find(video_id=video_id)
-            journal.append(
-                "status",
-                idempotency_key=row["idempotency_key"] if row else None,
-                video_id=video_id,
-                status=status.status
-                if ok or status.status != "completed"
-                else "failed",
-                url=result.s3_url if result else None,
-                error=None
-                if ok
-                else (status.error or (result.error if result else None)),
-                cost=result.cost if result else None,
-                result_title=result.title if result else None,
-            )
+            try:
+                row = journal.find(video_id=video_id)
+                journal.append(
+                    "status",
+                    idempotency_key=row["idempotency_key"] if row else None,
+                    video_id=video_id,
+                    status=status.status
+                    if ok or status.status != "completed"
+                    else "failed",
+                    url=result.s3_url if result else None,
+                    error=None
+                    if ok
+                    else (status.error or (result.error if result else None)),
+                    cost=result.cost if result else None,
+                    result_title=result.title if result else None,
+                )
+            except OSError as exc:
+                # The job has ended and is paid for: return or raise its outcome.
+                log.warning(
+                    "wait: job %s ended %s, but the journal could not record it (%s)",
+                    video_id,
+                    status.status,
+                    exc,
+                )
         if ok:
             assert result is not None
             return result
@@ -903,8 +948,9 @@ class OpennoteClient:
 
         A base64 result is decoded; a URL result is downloaded without the API
         key, because video URLs are public and may point at another host. A
-        regular file appears complete or not at all: the bytes go to a ``.part``
-        file beside it that is renamed at the end and removed on failure. A path
+        regular file appears complete or not at all: the bytes go to a uniquely
+        named temporary file beside it, which is renamed at the end and removed on
+        failure. Concurrent saves to one path therefore never share a file. A path
         that exists and is not a regular file (``/dev/stdout``, a named pipe) is
         written in place.
 
@@ -926,10 +972,11 @@ class OpennoteClient:
         if not in_place and target.is_symlink():
             # Write through the link, not over it.
             target = target.resolve()
-        partial = target if in_place else target.with_name(target.name + ".part")
+        partial = target
         try:
             if not in_place:
                 target.parent.mkdir(parents=True, exist_ok=True)
+                partial = _create_partial_file(target)
             self._write_video(result, partial)
             if not in_place:
                 os.replace(partial, target)
@@ -939,7 +986,7 @@ class OpennoteClient:
                 f"{exc.strerror or type(exc).__name__}. Choose a writable file path."
             ) from exc
         finally:
-            if not in_place:
+            if partial != target:
                 with contextlib.suppress(OSError):
                     partial.unlink()
         return Path(path)
@@ -1113,6 +1160,24 @@ def _seconds(name: str, value: Any) -> float:
             value=value,
         )
     return float(value)
+
+
+def _create_partial_file(target: Path) -> Path:
+    """Create an empty, uniquely named file beside ``target`` and return its path.
+
+    ``O_EXCL`` makes the name this call's alone. Mode 0o666 minus the umask gives
+    the saved video the permissions of a normally created file, which ``mkstemp``
+    (always 0o600) would not.
+    """
+    for _ in range(10):
+        candidate = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def _setting_seconds(name: str, value: Any) -> float:

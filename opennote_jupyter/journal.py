@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ _CACHE_LOCK = threading.Lock()
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
+    if sys.platform == "win32":
+        # os.kill(pid, 0) terminates the process on Windows, so assume it is alive.
+        # NOTE: so on Windows an open create of a crashed process is not reused
+        # automatically; client.resume(idempotency_key) still re-sends it.
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

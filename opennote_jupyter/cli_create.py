@@ -42,7 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "create",
         help="make a video from a prompt or a script and print its URL",
         description="Make a video and print its URL, or save it with --out. The API "
-        "key comes from OPENNOTE_API_KEY; without one the local backend is used.",
+        "key comes from OPENNOTE_API_KEY. Without one, the local backend runs inside "
+        "this command and stops with it, so the mp4 is saved to ./VIDEO_ID.mp4 "
+        "unless --out names another path.",
     )
     parser.add_argument("prompt", nargs="?", help="what the video is about")
     parser.add_argument("--title", default="", help="title of the video")
@@ -63,7 +65,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--sources", action="store_true", help="gather web sources for the script"
     )
     parser.add_argument(
-        "--out", metavar="PATH", help="save the mp4 to PATH instead of printing a URL"
+        "--out",
+        metavar="PATH",
+        help="save the mp4 to PATH instead of printing a URL "
+        "(default with the local backend: ./VIDEO_ID.mp4)",
     )
     parser.add_argument(
         "--base-url",
@@ -207,8 +212,12 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
             bar = None
-        if args.out:
-            print(client.save(result, args.out))
+        out = args.out
+        if out is None and client.uses_local_backend:
+            # The URL would be dead once this process, and its server, exits.
+            out = f"{job.video_id}.mp4"
+        if out:
+            print(client.save(result, out))
         else:
             print(result.url)
         return 0

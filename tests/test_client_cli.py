@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +274,16 @@ def test_client_repr_with_key_hides_it(local_backend):
     text = repr(OpennoteClient(key, local_backend.base_url))
     assert "api_key='***'" in text
     assert key not in text
+
+
+def test_create_on_embedded_backend_saves_mp4(
+    embedded_env, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    code = main(["create", "Tides rise and fall.", "--length", "1", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0
+    saved = tmp_path / Path(captured.out.strip()).name
+    assert saved.suffix == ".mp4"
+    assert saved.read_bytes()[4:8] == b"ftyp"
+    assert "/files/" not in captured.out

@@ -111,6 +111,30 @@ def test_validation_before_any_request(client):
     assert journal_requests() == []
 
 
+def test_separator_lines_make_a_script_without_the_checkbox(client):
+    form = VideoForm(client=client)
+    form.prompt.value = "Part one.\n ------ \nPart two.\n-----\nPart three."
+    assert not form.script_mode.value
+    request = form.request()
+    assert request["script"] == "Part one.\n ------ \nPart two.\n-----\nPart three."
+    assert "prompt" not in request
+
+
+def test_prompt_without_separators_stays_a_prompt(client):
+    form = VideoForm(client=client)
+    form.prompt.value = "Explain tides.\n----\nIn two parts."
+    request = form.request()
+    assert request["prompt"] == "Explain tides.\n----\nIn two parts."
+    assert "script" not in request
+
+
+def test_long_script_found_by_separators_is_rejected(client):
+    form = VideoForm(client=client)
+    form.prompt.value = "A.\n-----\n" + "b" * 6000
+    with pytest.raises(ValueError, match="at most 6000"):
+        form.request()
+
+
 def test_script_mode_and_sources_in_request(client):
     form = VideoForm(client=client)
     form.prompt.value = "Part one.\n-----\nPart two."

@@ -200,6 +200,26 @@ def test_script_detected_by_separators(shell):
     assert "messages" not in request
 
 
+def test_longer_dash_lines_make_a_script(shell):
+    body = "First part.\n \t------ \nSecond part.\n----------\nThird part."
+    result, _ = run_cell(shell, f"%%opennote_video --length 1\n{body}")
+    assert result.success, result.error_in_exec
+    (request,) = journal_requests()
+    assert request["script"] == body
+    assert "messages" not in request
+
+
+def test_upper_case_webhook_scheme_accepted(shell):
+    # The client's rule: the scheme is case-insensitive, as in any URL.
+    result, _ = run_cell(
+        shell,
+        "%%opennote_video --length 1 --webhook HTTPS://127.0.0.1:9/hook\nExplain.",
+    )
+    assert not isinstance(result.error_in_exec, UsageError), result.error_in_exec
+    (request,) = journal_requests()
+    assert request["webhook_url"] == "HTTPS://127.0.0.1:9/hook"
+
+
 OPTION_CASES = [
     ("--length 2", {"length": 2}),
     ("--script", {"script": "One paragraph only."}),
@@ -327,6 +347,8 @@ USAGE_CASES = [
     ("--timeout nan", "Explain.", "positive number of seconds"),
     ("--webhook ftp://example.org/x", "Explain.", "not an http(s) URL"),
     ("--webhook http://", "Explain.", "not an http(s) URL"),
+    ("--webhook http://x:0", "Explain.", "--webhook 'http://x:0' is not an http(s)"),
+    ("--webhook http://x:99999", "Explain.", "--webhook 'http://x:99999' is not"),
     ('--system " "', "Explain.", "--system is empty"),
     ("--system hi", "A\n-----\nB", "drop --system"),
     ("", "", "the cell body is empty"),

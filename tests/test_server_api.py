@@ -148,6 +148,7 @@ INVALID_BODIES = [
     ({**PROMPT, "source_count": 0}, ["body", "source_count"], "greater_than_equal"),
     ({**PROMPT, "source_count": 6}, ["body", "source_count"], "less_than_equal"),
     ({**PROMPT, "search_for": LONG}, ["body", "search_for"], "string_too_long"),
+    ({**PROMPT, "search_for": " \t "}, ["body", "search_for"], "value_error"),
     ({"script": "y" * 6001}, ["body", "script"], "string_too_long"),
     ({"script": "  \n "}, ["body", "script"], "value_error"),
     (
@@ -307,6 +308,22 @@ def test_script_costs_one_credit_per_section(local_backend):
     answer = create(local_backend, key, {"script": script, "length": 1})
     assert answer.status_code == 200
     assert create(local_backend, key, {**PROMPT, "length": 1}).status_code == 402
+
+
+def test_script_costs_the_sections_the_renderer_narrates(local_backend):
+    # Longer and indented dash lines separate sections too; an empty one is free.
+    key = new_org(local_backend, credits=4)
+    script = "Waves.\n------\nTides.\n \t---------- \n\n-----\nSurf.\r\n-----\r\nFoam."
+    answer = create(local_backend, key, {"script": script, "length": 1})
+    assert answer.status_code == 200
+    assert create(local_backend, key, {**PROMPT, "length": 1}).status_code == 402
+
+
+def test_empty_script_sections_cost_nothing(local_backend):
+    key = new_org(local_backend, credits=2)
+    script = "Waves.\n-----\n\n-----\n   \n-----\nTides."
+    answer = create(local_backend, key, {"script": script, "length": 1})
+    assert answer.status_code == 200
 
 
 def test_status_unknown_id_is_404(local_backend):

@@ -44,16 +44,13 @@ NO_WEB_SOURCES_NOTE = (
 def job_cost(request: dict[str, Any]) -> float:
     """Return the credits a video costs: one per script section or paragraph.
 
-    A script's sections are counted at the separator lines; a prompt's video has
-    ``length`` paragraphs.
+    A script costs one credit per section the renderer narrates, as split by
+    :func:`~opennote_jupyter.contract.split_script_sections` (sections with only
+    whitespace are free); a prompt's video has ``length`` paragraphs.
     """
     script = request.get("script")
     if script is not None:
-        lines = script.splitlines()
-        separators = sum(
-            1 for line in lines if line.strip() == contract.SECTION_SEPARATOR
-        )
-        return float(max(1, separators + 1))
+        return float(max(1, len(contract.split_script_sections(script))))
     return float(request.get("length", contract.DEFAULT_LENGTH))
 
 

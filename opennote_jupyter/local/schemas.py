@@ -74,6 +74,16 @@ class CreateVideoRequest(BaseModel):
             )
         return value
 
+    @field_validator("search_for")
+    @classmethod
+    def _search_for_not_blank(cls, value: str | None) -> str | None:
+        # The client refuses a blank query too; leave the field out instead.
+        if value is not None and not value.strip():
+            raise ValueError(
+                "search_for is empty: send a web query, or leave it out (null)"
+            )
+        return value
+
     @field_validator("script")
     @classmethod
     def _script_not_blank(cls, value: str | None) -> str | None:

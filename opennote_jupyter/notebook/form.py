@@ -167,14 +167,21 @@ class VideoForm(widgets.VBox):
     def request(self) -> dict[str, Any]:
         """Return the ``client.create`` arguments the form describes.
 
+        As in ``%%opennote_video``, a prompt with ``-----`` separator lines (five
+        or more dashes) is sent as a script; the checkbox makes any text a script.
+
         Raises
         ------
         ValueError
             With every problem found, one per line.
         """
         text = self.prompt.value.strip()
+        # The magic's rule: separator lines make a script, or the checkbox does.
+        is_script = bool(self.script_mode.value) or (
+            contract.SECTION_SEPARATOR_LINE.search(text) is not None
+        )
         problems = []
-        if not text.strip("-\n\t "):
+        if not contract.split_script_sections(text):
             problems.append("The prompt is empty: write what the video should explain.")
         search = self.search_for.value.strip()
         if self.include_sources.value and len(search) > contract.MAX_SEARCH_FOR_CHARS:
@@ -182,7 +189,7 @@ class VideoForm(widgets.VBox):
                 f"The search query has {len(search)} characters; the API accepts at "
                 f"most {contract.MAX_SEARCH_FOR_CHARS}."
             )
-        if self.script_mode.value and len(text) > contract.MAX_SCRIPT_CHARS:
+        if is_script and len(text) > contract.MAX_SCRIPT_CHARS:
             problems.append(
                 f"The script has {len(text)} characters; the API accepts at most "
                 f"{contract.MAX_SCRIPT_CHARS}."
@@ -194,7 +201,7 @@ class VideoForm(widgets.VBox):
             "length": int(self.length.value),
             "include_sources": bool(self.include_sources.value),
         }
-        if self.script_mode.value:
+        if is_script:
             request["script"] = text
         else:
             request["prompt"] = text

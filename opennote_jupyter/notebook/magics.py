@@ -25,7 +25,6 @@ from opennote_jupyter import contract
 from opennote_jupyter.notebook import background, session
 from opennote_jupyter.notebook.progress import ProgressDisplay
 
-_SEPARATOR_LINE = re.compile(rf"^[ \t]*{re.escape(contract.SECTION_SEPARATOR)}[ \t]*$")
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
 
 
@@ -53,7 +52,8 @@ def describe_error(exc: BaseException) -> str:
 def split_body(cell: str) -> tuple[str, bool]:
     """Return the cell body without surrounding blank lines, and whether it is a script.
 
-    A body is a script when one of its lines is a ``-----`` section separator.
+    A body is a script when one of its lines is a section separator: five or
+    more dashes (:data:`~opennote_jupyter.contract.SECTION_SEPARATOR_LINE`).
 
     Raises
     ------
@@ -61,10 +61,8 @@ def split_body(cell: str) -> tuple[str, bool]:
         If the body is empty or holds only separators.
     """
     body = _LEADING_BLANK_LINES.sub("", cell or "").rstrip()
-    lines = body.splitlines()
-    has_separator = any(_SEPARATOR_LINE.match(line) for line in lines)
-    has_text = any(line.strip() and not _SEPARATOR_LINE.match(line) for line in lines)
-    if not has_text:
+    has_separator = contract.SECTION_SEPARATOR_LINE.search(body) is not None
+    if not contract.split_script_sections(body):
         raise UsageError(
             "the cell body is empty: write the prompt under %%opennote_video, or a "
             "script whose sections are separated by ----- lines"
@@ -79,6 +77,21 @@ def _check_range(
         raise UsageError(
             f"{option} {value} is out of range: use {low} to {high} ({what})"
         )
+
+
+def _check_webhook(url: str) -> None:
+    """Apply the client's webhook rule, so the magic accepts what the client sends."""
+    from opennote_jupyter._validation import build_create_payload
+    from opennote_jupyter.errors import RequestValidationError
+
+    try:
+        build_create_payload(prompt="webhook check", webhook_url=url)
+    except RequestValidationError:
+        raise UsageError(
+            f"--webhook {url!r} is not an http(s) URL the API accepts: use "
+            "http:// or https://, a host and a port from 1 to 65535, such as "
+            "https://example.com/hook"
+        ) from None
 
 
 def build_request(args: Any, cell: str) -> dict[str, Any]:
@@ -122,8 +135,8 @@ def build_request(args: Any, cell: str) -> dict[str, Any]:
             )
     if args.system is not None and not args.system.strip():
         raise UsageError("--system is empty: give the system message or leave it out")
-    if args.webhook is not None and not re.match(r"^https?://[^/\s]", args.webhook):
-        raise UsageError(f"--webhook {args.webhook!r} is not an http(s) URL")
+    if args.webhook is not None:
+        _check_webhook(args.webhook)
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(
             f"--timeout {args.timeout:g} must be a positive number of seconds"

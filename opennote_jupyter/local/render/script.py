@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from opennote_jupyter.contract import MAX_SCRIPT_CHARS
+from opennote_jupyter.contract import MAX_SCRIPT_CHARS, split_script_sections
 from opennote_jupyter.local.render import RenderRequest
 
-# A separator line holds only dashes, at least as many as the contract's "-----".
-_SEPARATOR = re.compile(r"^[ \t]*-{5,}[ \t]*$", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _MAX_HEADING_CHARS = 80
 _MAX_TITLE_CHARS = 80
@@ -49,7 +47,7 @@ def parse_script(text: str) -> tuple[Section, ...]:
     text are dropped.
     """
     sections = []
-    for chunk in _SEPARATOR.split(text.replace("\r\n", "\n")):
+    for chunk in split_script_sections(text):
         lines = chunk.strip("\n").split("\n")
         while lines and not lines[0].strip():
             lines.pop(0)

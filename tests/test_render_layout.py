@@ -292,3 +292,19 @@ def test_long_sentence_is_cut_at_a_space():
 def test_short_prompt_has_no_cut_note():
     _, _, notes = sections_from_messages((("user", "Tides rise. Tides fall."),), 2)
     assert not any("narrated its first" in note for note in notes)
+
+
+def test_long_prompt_note_counts_exactly():
+    prompt = "x" * 5000 + ". " + "y" * 1000 + "."
+    assert len(prompt) == 6003
+    _, _, notes = sections_from_messages((("user", prompt),), 1)
+    assert any("has 6003 characters" in note for note in notes)
+    assert any("narrated its first 5001" in note for note in notes)
+
+
+def test_prompt_of_exactly_script_limit_is_not_cut():
+    prompt = "x" * 2999 + ". " + "y" * 2998 + "."
+    assert len(prompt) == MAX_SCRIPT_CHARS
+    sections, _, notes = sections_from_messages((("user", prompt),), 1)
+    assert " ".join(sections[0].paragraphs) == prompt
+    assert not any("narrated its first" in note for note in notes)

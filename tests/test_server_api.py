@@ -290,11 +290,14 @@ def test_oversized_chunked_body_is_413(local_backend):
 
 def test_unpaid_create_is_402_and_creates_nothing(local_backend):
     key = new_org(local_backend, credits=2)
-    answer = create(local_backend, key, {**PROMPT, "length": 3})
+    # Three sentences make three sections, so a length of 3 costs 3 credits.
+    three = "Why is the sky blue? Sunlight scatters in air. Blue light scatters most."
+    body = {"messages": [{"role": "user", "content": three}]}
+    answer = create(local_backend, key, {**body, "length": 3})
     assert answer.status_code == 402
     assert "credits" in answer.json()["detail"]
     # Nothing was spent: a two-credit video still fits.
-    answer = create(local_backend, key, {**PROMPT, "length": 2})
+    answer = create(local_backend, key, {**body, "length": 2})
     assert answer.status_code == 200
     final = wait_final(local_backend, key, answer.json()["video_id"])
     assert final["response"]["cost"] == 2.0
@@ -370,3 +373,14 @@ def test_raw_http_client(local_backend):
     assert answer.status == 200
     assert answer.read() == b"OK"
     connection.close()
+
+
+def test_prompt_costs_the_sections_it_makes(local_backend):
+    # One sentence makes one section whatever the requested length.
+    key = new_org(local_backend, credits=10)
+    body = {"messages": [{"role": "user", "content": "Only one sentence here."}]}
+    answer = create(local_backend, key, {**body, "length": 3})
+    assert answer.status_code == 200
+    final = wait_final(local_backend, key, answer.json()["video_id"])
+    assert final["response"]["cost"] == 1.0
+    assert "1 section(s) instead of 3" in final["message"]

@@ -24,6 +24,7 @@ from opennote_jupyter import contract
 from opennote_jupyter.local import store as st
 from opennote_jupyter.local.instances import InstanceLock
 from opennote_jupyter.local.render import RenderRequest, RenderResult, render_video
+from opennote_jupyter.local.render.script import sections_from_messages
 from opennote_jupyter.local.webhook import WebhookSender
 from opennote_jupyter.urls import build_video_key
 
@@ -46,12 +47,23 @@ def job_cost(request: dict[str, Any]) -> float:
 
     A script costs one credit per section the renderer narrates, as split by
     :func:`~opennote_jupyter.contract.split_script_sections` (sections with only
-    whitespace are free); a prompt's video has ``length`` paragraphs.
+    whitespace are free). A prompt costs one credit per section the renderer
+    builds from it: ``length``, or fewer when the prompt has fewer sentences.
     """
     script = request.get("script")
     if script is not None:
         return float(max(1, len(contract.split_script_sections(script))))
-    return float(request.get("length", contract.DEFAULT_LENGTH))
+    length = request.get("length", contract.DEFAULT_LENGTH)
+    messages = tuple(
+        (message["role"], message["content"])
+        for message in request.get("messages") or ()
+    )
+    try:
+        sections, _, _ = sections_from_messages(messages, length)
+    except ValueError:
+        # Validation lets no such request through; the render would fail and refund.
+        return float(length)
+    return float(len(sections))
 
 
 class _ServerStopping(Exception):

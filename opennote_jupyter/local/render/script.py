@@ -85,19 +85,19 @@ def derive_title(text: str) -> str:
 
 
 def _first_chars(sentences: list[str], limit: int) -> list[str]:
-    """Keep whole sentences up to ``limit`` characters, counting one space each.
+    """Keep whole sentences whose text, joined by single spaces, fits ``limit``.
 
     A first sentence longer than ``limit`` is cut at its last space before it.
     """
     kept: list[str] = []
-    used = 0
+    used = -1  # no space before the first sentence
     for sentence in sentences:
-        if used + len(sentence) + 1 > limit:
+        if used + 1 + len(sentence) > limit:
             break
         kept.append(sentence)
-        used += len(sentence) + 1
+        used += 1 + len(sentence)
     if not kept:
-        head = sentences[0][: limit - 1]
+        head = sentences[0][:limit]
         kept.append(head.rsplit(" ", 1)[0] or head)
     return kept
 
@@ -141,12 +141,12 @@ def sections_from_messages(
     notes = [
         "The script was built locally from the prompt text, with no language model."
     ]
-    total_chars = sum(len(sentence) + 1 for sentence in sentences)
+    total_chars = len(" ".join(sentences))
     if total_chars > MAX_SCRIPT_CHARS:
         sentences = _first_chars(sentences, MAX_SCRIPT_CHARS)
         notes.append(
             f"The prompt text has {total_chars} characters; the local backend "
-            f"narrated its first {sum(len(s) + 1 for s in sentences)}, because a "
+            f"narrated its first {len(' '.join(sentences))}, because a "
             f"script may have at most {MAX_SCRIPT_CHARS}."
         )
     count = max(1, min(length, len(sentences)))

@@ -814,7 +814,7 @@ class OpennoteClient:
         reason = status.error or (result.error if result else None) or status.message
         raise VideoFailedError(
             f"video {video_id} ended {status.status}: {reason or 'no reason given'}. "
-            "Check the prompt or script and create it again.",
+            "Create it again; if the reason names the request, fix that first.",
             video_id=video_id,
             status=status,
         )

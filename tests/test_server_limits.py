@@ -106,7 +106,10 @@ def test_day_limit_and_retry_after(short_backend):
 
 def test_rejected_creates_do_not_count(short_backend):
     key = short_backend.create_key(org=org_name(), tier="developer", credits=2)
-    assert create(short_backend, key, {**PROMPT, "length": 3}).status_code == 402
+    # Three sentences at length 3 make three sections: 3 credits, one too many.
+    three = "Cats purr. Purring is a low hum. It often means calm."
+    costly = {"messages": [{"role": "user", "content": three}], "length": 3}
+    assert create(short_backend, key, costly).status_code == 402
     assert create(short_backend, key, {"length": 0}).status_code == 422
     assert create(short_backend, key).status_code == 200
     assert create(short_backend, key).status_code == 200

@@ -1,7 +1,9 @@
-"""The Opennote Video API client: create, wait, never pay twice, never leak the key.
+"""Client for the Opennote Video API: create videos and wait for them.
 
-Plain Python on ``requests``; it imports neither IPython, pandas nor ipywidgets at
-module level, so scripts and the notebook layer share it::
+Retries reuse one idempotency key, so a lost response does not charge twice, and the
+API key stays out of logs and errors. The module uses plain ``requests`` and does not
+import IPython, pandas or ipywidgets at module level, so scripts and the notebook
+layer share it::
 
     from opennote_jupyter import OpennoteClient
 
@@ -124,7 +126,7 @@ class OpennoteClient:
         and ``"enterprise"`` (alias ``"custom"``), which needs ``per_minute`` and
         ``per_day``.
     per_minute, per_day
-        Custom limits; passing them without ``tier`` means enterprise.
+        Custom limits. Passing them without ``tier`` selects the enterprise tier.
     pacing_windows
         ``(minute_s, day_s)``: the rate windows in seconds. Shorter ones only make
         sense against a local backend started with the same windows.
@@ -139,16 +141,16 @@ class OpennoteClient:
     max_retries
         Retries after the first send of a status read or create, 0 to 100.
     max_retry_wait
-        Longest ``Retry-After`` in seconds the client sleeps through before a
-        retry; a longer one raises :class:`RateLimitError`.
+        Maximum ``Retry-After`` in seconds that the client sleeps through before a
+        retry. A longer one raises :class:`RateLimitError`.
     max_pacing_wait
-        Longest wait in seconds for a free slot under the tier; a longer one
+        Maximum wait in seconds for a free slot under the tier. A longer wait
         raises :class:`RateLimitError`. Defaults to twice the minute window plus
         5 s, so a per-minute limit is waited out and a spent day is not.
     backoff
         ``(base, cap)`` of the exponential backoff between retries, in seconds.
     journal
-        Record creates in the on-disk journal; turn off only for throwaway use.
+        Record creates in the on-disk journal. Turn it off only for throwaway use.
 
     Notes
     -----
@@ -331,12 +333,12 @@ class OpennoteClient:
 
     @property
     def base_url(self) -> str:
-        """The server root; starts the local backend if the client uses it."""
+        """Server root URL. Reading it starts the local backend if needed."""
         return self._ensure_transport().base_url
 
     @property
     def tier(self) -> Tier:
-        """The rate-limit tier the client paces creates by."""
+        """Rate-limit tier that paces the creates of this client."""
         self._ensure_transport()
         assert self._tier is not None
         return self._tier
@@ -492,9 +494,9 @@ class OpennoteClient:
         Parameters
         ----------
         prompt
-            What the video is about; shorthand for one user message.
+            Topic of the video, as shorthand for one user message.
         messages
-            Chat messages ``{"role", "content"}``; the last one is from the user.
+            Chat messages ``{"role", "content"}``. The last one must be from the user.
         script
             A ready script, sections separated by lines of ``-----``.
         title
@@ -514,7 +516,7 @@ class OpennoteClient:
         RequestValidationError
             A field breaks the contract (checked locally, or HTTP 422).
         AuthenticationError, InsufficientCreditsError
-            HTTP 401 or 402; not retried.
+            HTTP 401 or 402, which is not retried.
         RateLimitError
             The tier's next slot, or the server's ``Retry-After``, is too far away.
         NetworkError, ServerError
@@ -643,7 +645,7 @@ class OpennoteClient:
 
     @staticmethod
     def _journal_rejected(journal: Journal | None, ikey: str, exc: Exception) -> None:
-        """Record a rejected create; a journal write error must not hide ``exc``."""
+        """Record a rejected create without letting a journal error hide ``exc``."""
         if journal is None:
             return
         try:
@@ -739,18 +741,18 @@ class OpennoteClient:
         video_id
             The job's id.
         timeout
-            Seconds to wait; ``None`` means the client's ``wait_timeout``.
+            Seconds to wait. ``None`` means the client's ``wait_timeout``.
         on_progress
             Called with each :class:`VideoStatus` read, the last one included.
         poll_interval
-            Seconds between reads; defaults to the client's.
+            Seconds between reads. Defaults to the client's ``poll_interval``.
 
         Raises
         ------
         VideoFailedError
             The job ended ``failed`` or ``status_error``.
         WaitTimeoutError
-            The timeout passed first. The job goes on; call :meth:`resume`.
+            The timeout passed first. The job keeps running, so call :meth:`resume`.
         RequestValidationError
             ``timeout`` or ``poll_interval`` is negative, NaN or not a number.
         """
@@ -827,7 +829,7 @@ class OpennoteClient:
         on_progress: Callable[[VideoStatus], None] | None = None,
         **create_args: Any,
     ) -> VideoResult:
-        """Create a video and wait for it; arguments as :meth:`create`.
+        """Create a video and wait for it, with the arguments of :meth:`create`.
 
         Returns
         -------
@@ -946,7 +948,7 @@ class OpennoteClient:
     def save(self, result: VideoResult, path: str | os.PathLike[str]) -> Path:
         """Write a finished video's mp4 to ``path`` and return the path.
 
-        A base64 result is decoded; a URL result is downloaded without the API
+        A base64 result is decoded. A URL result is downloaded without the API
         key, because video URLs are public and may point at another host. A
         regular file appears complete or not at all: the bytes go to a uniquely
         named temporary file beside it, which is renamed at the end and removed on

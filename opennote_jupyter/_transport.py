@@ -1,4 +1,4 @@
-"""HTTP transport of the client: timeouts, retries, error translation, key hygiene.
+"""HTTP transport of the client: timeouts, retries, error mapping and key scrubbing.
 
 Everything that touches ``requests`` lives here, so third-party exceptions are turned
 into :mod:`opennote_jupyter.errors` types at one boundary. The API key is kept in a
@@ -46,7 +46,7 @@ _MAX_DETAIL_CHARS = 300
 class Secret:
     """An API key that does not print itself.
 
-    ``repr``, ``str`` and ``format`` show a placeholder; :meth:`reveal` returns the
+    ``repr``, ``str`` and ``format`` show a placeholder. :meth:`reveal` returns the
     value for the one place that needs it, the ``Authorization`` header.
     """
 
@@ -84,18 +84,18 @@ class Secret:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry a request that may succeed on a second try.
+    """Retry limits and backoff for a request that may succeed on a second try.
 
     Attributes
     ----------
     attempts
         Maximum number of sends, the first one included.
     backoff_base
-        Delay in seconds before the first retry; it doubles on each later retry.
+        Delay in seconds before the first retry. It doubles on each later retry.
     backoff_cap
         Upper bound in seconds of one backoff delay.
     max_retry_wait
-        Longest ``Retry-After`` in seconds the client sleeps through. A longer one
+        Maximum ``Retry-After`` in seconds that the client sleeps through. A longer one
         raises :class:`RateLimitError` at once, carrying the server's value.
     """
 
@@ -119,12 +119,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     value
         The header value: delay seconds or an HTTP date.
     now
-        Current POSIX time, for tests; defaults to ``time.time()``.
+        Current POSIX time, for tests. Defaults to ``time.time()``.
 
     Returns
     -------
     float or None
-        Seconds to wait, at least 0; a date in the past gives 0. ``None`` when the
+        Seconds to wait, at least 0. A date in the past gives 0. ``None`` when the
         header is missing or unreadable, or the number is negative or not finite.
     """
     if value is None:
@@ -147,7 +147,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when is None:
         return None
     if when.tzinfo is None:
-        # RFC 9110 dates are GMT; a zone-less parse means "-0000".
+        # RFC 9110 dates are GMT, so a parse without a zone means "-0000".
         when = when.replace(tzinfo=timezone.utc)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
@@ -186,8 +186,8 @@ def scrub_response(response: requests.Response | None, secret: Secret) -> None:
         if request is not None and "Authorization" in request.headers:
             request.headers["Authorization"] = f"Bearer {REDACTED}"
         _scrub_headers(item, secret)
-        # requests keeps the body in ``_content``; it is read here so that
-        # ``.text`` and ``.json()`` only ever see the scrubbed bytes.
+        # requests keeps the body in ``_content``. It is rewritten here so that
+        # ``.text`` and ``.json()`` only see the scrubbed bytes.
         content = item.content if item._content_consumed else None
         key = secret.reveal().encode()
         if content and key and key in content:
@@ -201,7 +201,7 @@ def _scrub_headers(response: requests.Response, secret: Secret) -> None:
     """Replace the key in the response's header values and reason phrase.
 
     A server may echo the key in ``WWW-Authenticate``, a ``Location`` or a
-    custom header; the urllib3 response under ``.raw`` holds copies as well.
+    custom header. The urllib3 response under ``.raw`` contains copies as well.
     """
     holders = [response.headers, getattr(response.raw, "headers", None)]
     for headers in holders:
@@ -272,8 +272,8 @@ def _scrub_exception(exc: requests.RequestException, secret: Secret) -> None:
 def _scrub_frames(tb: TracebackType | None, secret: Secret) -> None:
     """Replace the key in header mappings held by the frames of a traceback.
 
-    Tracebacks with locals would print them; the mappings are changed in place
-    because the frames hold references to them, not copies.
+    Tracebacks with locals would print them. The mappings are changed in place
+    because the frames refer to them and do not keep copies.
     """
     bearer = f"Bearer {secret.reveal()}"
     while tb is not None:
@@ -454,7 +454,7 @@ class Transport:
         self._rng = rng or random.Random()
         self._session = requests.Session()
         # A proxy or .netrc from the environment could rewrite the Authorization
-        # header or route the key elsewhere; the base URL is all the caller chose.
+        # header or route the key elsewhere, but the caller chose only the base URL.
         self._session.trust_env = False
         self._session.headers["User-Agent"] = "opennote-jupyter"
 
@@ -507,10 +507,10 @@ class Transport:
         """Send a request and return its 2xx response, or raise a typed error.
 
         Connection errors, timeouts, 5xx and 429 are retried up to
-        ``retry.attempts`` times when ``retry`` is true. Callers pass true only for
-        requests that are safe to repeat: status reads, and creates that carry an
-        ``Idempotency-Key``, which the server runs at most once per key. Other 4xx
-        are never retried.
+        ``retry.attempts`` times when ``retry`` is true. ``retry`` defaults to true,
+        so pass false for a request that is not safe to repeat. The client's calls
+        are safe: status reads, and creates that carry an ``Idempotency-Key``, which
+        the server runs at most once per key. Other 4xx are never retried.
         """
         headers = headers or {}
         attempts = max(1, self.retry.attempts if retry else 1)
@@ -543,8 +543,8 @@ class Transport:
                         response, self._secret, retry_after=retry_after
                     )
                 if retry_after is not None and retry_after > self.retry.max_retry_wait:
-                    # Sleeping an hour inside a notebook cell helps no one: the
-                    # caller gets the server's number and decides.
+                    # Sleeping an hour inside a notebook cell helps no one, so the
+                    # caller gets the server's value and decides.
                     raise error_for_response(
                         response, self._secret, retry_after=retry_after
                     )

@@ -343,14 +343,15 @@ class OpennoteMagics(Magics):
     def _run_job(
         self, client: Any, request: dict[str, Any], args: Any, progress: ProgressDisplay
     ) -> Any:
-        """Create the video and wait for it in this thread; raise one-line errors."""
+        """Create the video, wait for it in this thread and raise one-line errors."""
         from opennote_jupyter.errors import OpennoteError
 
         try:
             job = client.create(**request)
         except KeyboardInterrupt:
             # The client reuses the idempotency key of an unanswered create with
-            # the same arguments, so running the cell again cannot pay twice.
+            # the same arguments, so running the cell again does not pay twice
+            # unless the client's journal is off.
             text = (
                 "Interrupted while sending the request: the video may have been "
                 "created. Run the cell again to pick it up; it is made and charged "
@@ -399,7 +400,10 @@ class OpennoteMagics(Magics):
     def _run_in_background(
         self, client: Any, request: dict[str, Any], args: Any, progress: ProgressDisplay
     ) -> None:
-        """Run the job off the main thread; every outcome lands in ``progress``."""
+        """Run the job off the main thread and show its outcome in ``progress``.
+
+        Unexpected errors are shown and then re-raised.
+        """
         try:
             result = self._run_job(client, request, args, progress)
         except OpennoteCellError as exc:
@@ -439,7 +443,7 @@ class OpennoteMagics(Magics):
                 raise UsageError("usage: %opennote resume VIDEO_ID")
             return self._resume(rest[0])
         if command == "login" and rest:
-            # The word is most likely the key itself: never echo it.
+            # The word is most likely the key itself, so the message omits it.
             raise UsageError(
                 "%opennote login takes no arguments: it prompts for the key, which "
                 "keeps it out of the notebook. Remove the key from this cell."
@@ -540,7 +544,7 @@ class OpennoteMagics(Magics):
         print(f"Key: {key_source}")
         assumed = ""
         if not client.uses_local_backend and not session.has_own_client():
-            # The API never reports a key's tier; the shared client paces at
+            # The API does not report a key's tier, so the shared client paces at
             # the default one.
             assumed = (
                 ", assumed: for another tier, see use_client in "

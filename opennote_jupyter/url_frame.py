@@ -143,7 +143,7 @@ class _Columns:
         self.bucket_code = np.full(n, -1, dtype=np.int32)
         self.file_types: list[str] = []
         self.file_type_code = np.full(n, -1, dtype=np.int32)
-        # (row positions, large_string array) in assignment order; later pieces win.
+        # (row positions, large_string array) in assignment order. Later pieces win.
         self.title_pieces: list[tuple[np.ndarray, pa.Array]] = []
         self.errors: dict[int, str] = {}
         self._bucket_codes: dict[str | None, int] = {}
@@ -167,7 +167,7 @@ class _Columns:
 
 
 def parse_video_urls(urls: Any, errors: str = "coerce") -> pd.DataFrame:
-    """Parse many URLs into a DataFrame; the public docs are in ``urls``."""
+    """Parse many URLs into a DataFrame, as documented in ``urls``."""
     if errors not in ("coerce", "raise"):
         raise ValueError(f"errors must be 'coerce' or 'raise', got {errors!r}")
     index = urls.index if isinstance(urls, pd.Series) else None
@@ -280,8 +280,8 @@ def _list_to_arrow(values: list[Any]) -> tuple[pa.LargeStringArray, dict[int, An
     in the array.
     """
     try:
-        # from_pandas=False is many times faster; NaN then raises and takes the
-        # per-value path below.
+        # from_pandas=False is many times faster. NaN then raises, so the list
+        # takes the per-value path below.
         return pa.array(values, type=pa.large_string(), from_pandas=False), {}
     except (pa.ArrowException, UnicodeEncodeError):
         pass
@@ -410,7 +410,7 @@ def _parse_group(
     dot_ok = (ext_len >= 1) & (ext_len < _TAIL)
     dot_ok &= tail[np.arange(len(tail)), dot_index] == ord(".")
 
-    # Pick each row's template by a few bytes; the numbers are positions in
+    # Pick each row's template by a few bytes. The numbers are positions in
     # _HEAD_TEMPLATES. The templates differ at these bytes, so a row fits at most
     # the one picked, and _matches_template checks that it does.
     discriminator = _dense(binary, prefix_len, prefix_len + _DISCRIMINATOR_WIDTH)
@@ -527,8 +527,8 @@ _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray):
     """Count days from 1970-01-01 to a proleptic Gregorian date, vectorized.
 
-    The era arithmetic is the well-known days-from-civil algorithm: March-based
-    years make the leap day the last day of a year.
+    The era arithmetic is the days-from-civil algorithm, whose March-based years
+    make the leap day the last day of a year.
     """
     year = year - (month <= 2)
     era = np.floor_divide(year, 400)
@@ -695,8 +695,8 @@ def _decode_titles(columns: _Columns) -> list[int]:
         bad = set(_invalid_utf8_rows(offsets, data, high))
     else:
         offsets, data, high = _percent_decode(offsets, data)
-        # Between the passes unquote works on str: a row whose bytes are not UTF-8
-        # here would be decoded with U+FFFD replacements, so it takes the fallback.
+        # Between the passes unquote works on str, so a row whose bytes are not
+        # UTF-8 here would get U+FFFD replacements. Such a row takes the fallback.
         bad = set(_invalid_utf8_rows(offsets, data, high))
         offsets, data, high = _percent_decode(offsets, data)
         bad.update(_invalid_utf8_rows(offsets, data, high))
@@ -767,7 +767,7 @@ def _title_array(columns: _Columns) -> pa.Array:
         rows, titles = pieces[0]
         if len(rows) == n:
             return titles
-        # Spread the decoded titles over all rows by offsets alone: rows without
+        # Spread the decoded titles over all rows by offsets alone. Rows without
         # a title get zero length and a null. A take would copy every title.
         title_offsets, data = _buffers(titles)
         lengths = np.zeros(n, dtype=np.int64)
@@ -902,7 +902,7 @@ def _join_frames(
 
 
 class OpennoteSeriesAccessor:
-    """``Series.opennote``: parse a Series of Opennote URLs.
+    """``Series.opennote`` accessor that parses a Series of Opennote URLs.
 
     Registered when :mod:`opennote_jupyter.url_frame` is imported, which
     :func:`opennote_jupyter.parse_video_urls` does on its first call.
@@ -931,7 +931,7 @@ class OpennoteSeriesAccessor:
         Returns
         -------
         pandas.DataFrame
-            One row per URL; see :func:`opennote_jupyter.parse_video_urls`.
+            One row per URL, as from :func:`opennote_jupyter.parse_video_urls`.
         """
         return parse_video_urls(self._series, errors=errors)
 

@@ -43,7 +43,7 @@ def build_video_key(
     video_id
         A UUID, written in its canonical lowercase form.
     title
-        The title; it is percent-encoded twice, with ``/`` kept by the first pass.
+        The title. It is percent-encoded twice, with ``/`` kept by the first pass.
         Inner ``.`` and ``..`` path segments are encoded too, so that the URL
         survives the dot-segment removal of HTTP clients.
     file_type
@@ -127,7 +127,7 @@ _KEY_FORMAT_HELP = (
 
 @dataclass(frozen=True)
 class VideoUrl:
-    """The metadata an Opennote video or image URL carries.
+    """Metadata carried in the key of an Opennote video or image URL.
 
     Attributes
     ----------
@@ -157,7 +157,7 @@ class VideoUrl:
 
 
 class _Mismatch(Exception):
-    """A URL that does not parse; ``reason`` says which part did not match."""
+    """Parse failure of one URL, with ``reason`` naming the part that did not match."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -223,22 +223,22 @@ def parse_video_urls(urls: Any, errors: str = "coerce") -> pd.DataFrame:
         the result; other inputs get a default index.
     errors
         ``"coerce"`` keeps rows that do not parse, with missing values and a reason
-        in ``error``; ``"raise"`` raises on the first one.
+        in ``error``. ``"raise"`` raises on the first one.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``url``, ``bucket``, ``id``, ``title``, ``file_type`` and ``error``
-        (pyarrow-backed ``string`` dtype with ``pd.NA``), and ``created_at``
-        (``datetime64[us]``, naive because the key carries no zone, so
-        microseconds are kept; ``NaT`` for bad rows). ``bucket`` is missing for
+        have the pyarrow-backed ``string`` dtype with ``pd.NA``. ``created_at`` is
+        ``datetime64[us]``, which keeps microseconds, and naive because the key
+        carries no zone. Bad rows get ``NaT`` there. ``bucket`` is missing for
         URLs of the local backend and ``title`` for title-less image keys.
 
     Raises
     ------
     ValueError
         With ``errors="raise"``, for the first URL that does not parse, naming it
-        and its position; or for an unknown ``errors`` value.
+        and its position. Also raised for an unknown ``errors`` value.
     """
     from opennote_jupyter.url_frame import parse_video_urls as parse_frame
 

@@ -8,7 +8,7 @@ The first encoding of the title keeps ``/`` literal, so a title may put ``/`` in
 the key. The local backend names its files with :func:`build_video_key` and serves
 them at ``<base URL>/files/<key>``, so the parser reads local and hosted URLs alike.
 
-:func:`parse_video_url` parses one URL with the standard library only;
+:func:`parse_video_url` parses one URL with the standard library only.
 :func:`parse_video_urls` parses many into a pandas DataFrame and imports pandas on
 first use, so importing this module stays cheap.
 """
@@ -256,8 +256,8 @@ def parse_video_urls_dask(urls: dd.Series, errors: str = "coerce") -> dd.DataFra
     urls
         A dask Series of URL strings.
     errors
-        ``"coerce"`` or ``"raise"``, as in :func:`parse_video_urls`; with
-        ``"raise"`` the error comes when the result is computed.
+        ``"coerce"`` or ``"raise"``, as in :func:`parse_video_urls`. With
+        ``"raise"`` the error is raised when the result is computed.
 
     Returns
     -------

@@ -38,17 +38,17 @@ from opennote_jupyter.local.schemas import (
 logger = logging.getLogger(__name__)
 
 # A full 6000-character script of characters outside the BMP, JSON-escaped as
-# two \uXXXX sequences each, takes 72,000 bytes; the limit leaves room for that
+# two \uXXXX sequences each, takes 72,000 bytes. The limit leaves room for that
 # plus a long chat history, and stops multi-megabyte bodies before parsing.
 MAX_BODY_BYTES = 256 * 1024
 
 
 @dataclass
 class Settings:
-    """How one backend instance behaves.
+    """Configuration of one backend instance.
 
     ``minute_seconds`` and ``day_seconds`` are the lengths of the two rate-limit
-    windows; shortening them lets tests of pacing run in seconds. An
+    windows. Shortening them lets tests of pacing run in seconds. An
     ``Idempotency-Key`` is remembered for ``day_seconds``, which is 24 hours by
     default. ``base_url`` is set once the server has bound its port.
     """
@@ -61,7 +61,7 @@ class Settings:
 
 
 class _BodyLimitAndAccessLog:
-    """ASGI middleware: reject bodies over the limit with 413, log each request.
+    """ASGI middleware that rejects bodies over the limit with 413 and logs requests.
 
     The body is read up front (it is small by construction) so that a chunked
     upload without ``Content-Length`` is limited as well.
@@ -143,7 +143,7 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
     """Build the ASGI application serving the Opennote Video API from ``store``.
 
     The returned object is the FastAPI app wrapped in the body-limit and
-    access-log middleware; the FastAPI app itself is its ``.fastapi`` attribute.
+    access-log middleware. The FastAPI app itself is its ``.fastapi`` attribute.
     """
     app = FastAPI(
         title="Opennote Video API (local backend)",
@@ -326,7 +326,7 @@ def create_app(store: st.Store, runner: JobRunner, settings: Settings) -> Any:
                 return found
         raise HTTPException(404, f"No file with key {key!r}: use a URL from a status.")
 
-    # HEAD shares the handler; FileResponse then sends the headers only.
+    # HEAD shares the handler, and FileResponse then sends the headers only.
     app.add_api_route(
         "/files/{key:path}", video_file, methods=["HEAD"], include_in_schema=False
     )

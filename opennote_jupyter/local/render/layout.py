@@ -22,7 +22,7 @@ WIDTH = 1280
 HEIGHT = 720
 MARGIN_X = 80
 TOP = 56
-# The caption band fills the bottom of the frame; slide text stays above it.
+# The caption band fills the bottom of the frame, and slide text stays above it.
 CAPTION_TOP = 592
 BODY_BOTTOM = 572
 
@@ -35,7 +35,7 @@ PARAGRAPH_GAP = 0.45  # in body lines
 
 MAX_LINE_WIDTH = WIDTH - 2 * MARGIN_X
 
-# matplotlib's text engine keeps caches shared by all threads; one render
+# matplotlib's text engine keeps caches shared by all threads, so only one render
 # measures and draws at a time.
 MPL_LOCK = threading.RLock()
 
@@ -210,7 +210,8 @@ def _math_fits(latex: str, size: float) -> bool:
     try:
         width, height, _ = measure(latex, size, True, True)
     except (ValueError, RuntimeError):
-        # mathtext raises ValueError for a parse error; the text stays literal.
+        # mathtext raises ValueError for a parse error. On either error the text
+        # stays literal.
         return False
     return width <= MAX_LINE_WIDTH and height <= (BODY_BOTTOM - TOP) / 3
 

@@ -146,7 +146,7 @@ def _configure_logging(verbose: bool) -> None:
 
     Without a handler, Python prints every warning (each retry of a request)
     and the local backend's errors with their tracebacks, burying the one
-    line that says what failed.
+    line that states what failed.
     """
     import logging
 
@@ -162,7 +162,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Make the video described by ``args``; return the process exit code."""
+    """Make the video described by ``args`` and return the process exit code."""
     from opennote_jupyter.client import OpennoteClient
     from opennote_jupyter.errors import OpennoteError, WaitTimeoutError
 

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 # Variables that would send the notebook to the hosted API instead of the embedded
-# backend; creating a hosted video costs credits.
+# backend. Creating a hosted video costs credits.
 HOSTED_ENV_VARS = ("OPENNOTE_API_KEY", "OPENNOTE_BASE_URL")
 
 DEFAULT_OUTPUT_DIR = "quickstart-output"
 NOTEBOOK_NAME = "quickstart.ipynb"
 DEFAULT_CELL_TIMEOUT = 600.0
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# How often the main thread wakes while the notebook runs in its worker thread.
+# Interval in seconds at which the main thread wakes while the notebook runs in its
+# worker thread.
 WORKER_POLL_SECONDS = 0.2
 # Exit status of a program stopped by SIGINT, as shells report it (128 + 2).
 EXIT_INTERRUPTED = 130
@@ -105,7 +106,8 @@ def execute_notebook(
         write_kernel_spec(Path(spec_root) / kernel_name)
         spec_manager = KernelSpecManager(kernel_dirs=[spec_root])
         # IPC sockets rather than TCP, because the kernel serves only this process.
-        # Their path prefix must be absolute: the kernel runs in another directory.
+        # Their path prefix must be absolute because the kernel runs in another
+        # directory.
         kernel_manager = KernelManager(
             kernel_name=kernel_name,
             kernel_spec_manager=spec_manager,
@@ -187,7 +189,7 @@ def check_output_dir(output_dir: Path) -> None:
     """Create ``output_dir`` if needed and check that a file can be written in it.
 
     Writing a probe file, rather than asking ``os.access``, also catches read-only
-    file systems and gives the same answer for root.
+    file systems and gives the same result for root.
 
     Raises
     ------

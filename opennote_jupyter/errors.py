@@ -5,17 +5,17 @@
     OpennoteError
     ├── ConfigurationError      bad or placeholder API key, bad base URL
     ├── RequestValidationError  a field fails the contract (local check or HTTP 422)
-    ├── APIError                any unexpected HTTP answer; carries ``response``
+    ├── APIError                any unexpected HTTP response, in ``response``
     │   ├── AuthenticationError     401
     │   ├── InsufficientCreditsError 402
-    │   ├── RateLimitError          429; carries ``retry_after`` in seconds
+    │   ├── RateLimitError          429 or a long pacing wait, ``retry_after`` in s
     │   └── ServerError             5xx
-    ├── NetworkError            no answer: connection failed or timed out after retries
+    ├── NetworkError            no response after retries: connection error or timeout
     ├── VideoFailedError        the job ended ``failed`` or ``status_error``
-    ├── WaitTimeoutError        ``wait`` gave up; the job goes on and can be resumed
-    └── BatchError              some items of ``generate_many`` failed; carries all results
+    ├── WaitTimeoutError        ``wait`` gave up, but the job goes on and can be resumed
+    └── BatchError              some ``generate_many`` items failed, with all results
 
-Every message says what to do next. No exception text ever contains the API key.
+Every message states what to do next. No exception text ever contains the API key.
 """
 
 from __future__ import annotations
@@ -97,11 +97,11 @@ class ServerError(APIError):
 
 
 class NetworkError(OpennoteError, ConnectionError):
-    """The server could not be reached, or its answer was lost, after retries.
+    """The server could not be reached, or its response was lost, after retries.
 
-    For a create this does not tell whether the server received it; a repeated
-    call with the same arguments reuses the journaled ``Idempotency-Key``, so the
-    video is made and charged at most once.
+    For a create this does not tell whether the server received it. While the
+    client's journal is on, a repeated call with the same arguments reuses the
+    journaled ``Idempotency-Key``, so the video is made and charged at most once.
     """
 
 
@@ -137,7 +137,7 @@ class WaitTimeoutError(OpennoteError, TimeoutError):
 
 
 class BatchError(OpennoteError):
-    """Some items of a batch failed; the others finished or are still running.
+    """Failure of some items of a batch. The others finished or are still running.
 
     Attributes
     ----------

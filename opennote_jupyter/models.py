@@ -1,4 +1,4 @@
-"""Typed records for what the Opennote Video API returns."""
+"""Typed records of the responses of the Opennote Video API."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Source:
 
 @dataclass(frozen=True)
 class VideoJob:
-    """The answer to a create request."""
+    """Response to a create request."""
 
     video_id: str
     success: bool = True

@@ -25,7 +25,7 @@ class RenderRequest:
 
 @dataclass(frozen=True)
 class RenderResult:
-    """What a finished render produced."""
+    """Files and metadata of a finished render."""
 
     video_path: Path
     captions_path: Path

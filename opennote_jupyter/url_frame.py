@@ -498,7 +498,7 @@ def _timestamps(matrix: np.ndarray, template: str) -> tuple[np.ndarray, np.ndarr
     Returns the values and a mask of the rows that contain a real date and time.
     The values of the other rows are undefined.
     """
-    # Digits past 9 are rejected by _matches_template; here they only need to
+    # Digits past 9 are rejected by _matches_template, so here they only need to
     # stay harmless. Every field, even six-digit microseconds, fits in int32.
     digits = matrix[:, _digit_columns(template)] - np.uint8(ord("0"))
 
@@ -556,8 +556,8 @@ def _percent_decode(
     if percent.size == 0:
         return offsets, data, percent
     # An escape needs two more bytes in its own row. near_end[p + 2] is True when
-    # position p is one of the last two bytes of a row; +2 keeps indexes >= 0 for
-    # rows that are empty.
+    # position p is one of the last two bytes of a row. The +2 keeps indexes >= 0
+    # for rows that are empty.
     near_end = np.zeros(data.size + 2, dtype=bool)
     ends = offsets[1:]
     near_end[ends] = True
@@ -587,15 +587,15 @@ def _decode_canonical(
 
     That is the shape ``quote(quote(title))`` produces. The first unquote turns each
     ``%25`` into ``%`` and changes nothing else, so the second decodes exactly these
-    escapes. Returns ``None`` when any row has another shape; the result is
-    as from :func:`_percent_decode`.
+    escapes. Returns ``None`` when any row has another shape. Otherwise the result
+    is as from :func:`_percent_decode`.
     """
     percent = np.flatnonzero(data == ord("%"))
     if percent.size == 0:
         return offsets, data, percent
     # An escape needs four more bytes in its own row, so a "%" among the last four
     # bytes of a row is not one. Rows shorter than four bytes may look into the row
-    # before; a "%" found there is near that row's end too.
+    # before, and a "%" found there is near that row's end too.
     ends = offsets[1:]
     for back in range(1, 5):
         if (data[np.maximum(ends - back, 0)] == ord("%")).any():

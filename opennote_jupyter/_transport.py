@@ -432,7 +432,7 @@ class Transport:
     sleep
         Replacement for ``time.sleep`` between retries, for tests.
     rng
-        Random source of the backoff jitter; a seeded one makes retry waits
+        Random source of the backoff jitter. A seeded one makes retry waits
         reproducible.
     """
 

@@ -290,7 +290,7 @@ class OpennoteMagics(Magics):
         when the video is done.
 
         The key comes from ``%opennote login`` or ``OPENNOTE_API_KEY`` (and the
-        server from ``OPENNOTE_BASE_URL``); with no key the embedded local backend
+        server from ``OPENNOTE_BASE_URL``). With no key the embedded local backend
         makes the video. On JupyterHub and Binder, videos of the local backend play
         through jupyter-server-proxy (see ``opennote_jupyter.notebook.player``).
         """

@@ -75,11 +75,11 @@ def execute_notebook(
     Parameters
     ----------
     path
-        The notebook to run; the file itself is not changed.
+        The notebook to run. The file itself is not changed.
     cwd
-        The kernel's working directory; relative paths in the notebook resolve here.
+        The kernel's working directory, where relative paths in the notebook resolve.
     env
-        The kernel's environment; ``None`` means a copy of this process's.
+        The kernel's environment. ``None`` means a copy of this process's.
     timeout
         Seconds one cell may run before execution stops with an error.
 
@@ -91,7 +91,7 @@ def execute_notebook(
     Raises
     ------
     nbclient.exceptions.CellExecutionError
-        If a cell raises; the message names the cell and the error.
+        If a cell raises. The message names the cell and the error.
     """
     import nbformat
     from ipykernel.kernelspec import write_kernel_spec
@@ -194,7 +194,7 @@ def check_output_dir(output_dir: Path) -> None:
     Raises
     ------
     OutputDirError
-        If the directory cannot be created or written to; the message names the
+        If the directory cannot be created or written to. The message names the
         directory and the ``--output`` option.
     """
     try:
@@ -248,7 +248,7 @@ def run_quickstart(
     Raises
     ------
     OutputDirError
-        If ``output_dir`` cannot be written; raised before a kernel starts.
+        If ``output_dir`` cannot be written. It is raised before a kernel starts.
     FileNotFoundError
         If the notebook is not found.
     """

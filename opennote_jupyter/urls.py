@@ -194,7 +194,7 @@ def parse_video_url(url: str) -> VideoUrl:
     Raises
     ------
     ValueError
-        If ``url`` is missing or empty, or a part of it does not match; the message
+        If ``url`` is missing or empty, or a part of it does not match. The message
         names the URL and the part.
     TypeError
         If ``url`` is neither a string nor a missing value.
@@ -220,7 +220,7 @@ def parse_video_urls(urls: Any, errors: str = "coerce") -> pd.DataFrame:
     urls
         A list, a pandas Series or Index, or any iterable of URL strings. Missing
         values (``None``, NaN, ``pd.NA``) are allowed. A Series keeps its index in
-        the result; other inputs get a default index.
+        the result, and other inputs get a default index.
     errors
         ``"coerce"`` keeps rows that do not parse, with missing values and a reason
         in ``error``. ``"raise"`` raises on the first one.

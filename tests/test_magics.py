@@ -428,8 +428,11 @@ def test_run_all_stops_at_failed_cell(shell, monkeypatch):
 
 
 def test_timeout_names_resume_command(shell):
+    # Forty sentences in five sections take seconds to render, far past 0.05 s
+    # even when a loaded machine slows the first status read.
+    body = " ".join(f"Sentence number {n} of a longer one." for n in range(40))
     result, captured = run_cell(
-        shell, "%%opennote_video --length 5 --timeout 0.05\nA longer one."
+        shell, f"%%opennote_video --length 5 --timeout 0.05\n{body}"
     )
     assert not result.success
     (line,) = result.error_in_exec._render_traceback_()

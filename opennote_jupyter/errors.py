@@ -42,8 +42,14 @@ class RequestValidationError(OpennoteError, ValueError):
         The rejected value.
     """
 
-    def __init__(self, message: str, *, field: str | None = None, value: Any = None,
-                 response: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        value: Any = None,
+        response: Any = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.value = value
@@ -62,8 +68,9 @@ class APIError(OpennoteError):
         the ``Authorization`` value removed.
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None,
-                 response: Any = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, response: Any = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.response = response
@@ -86,8 +93,14 @@ class RateLimitError(APIError):
         Seconds to wait before the next request, or ``None`` when unknown.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None,
-                 status_code: int | None = 429, response: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status_code: int | None = 429,
+        response: Any = None,
+    ) -> None:
         super().__init__(message, status_code=status_code, response=response)
         self.retry_after = retry_after
 
@@ -116,8 +129,9 @@ class VideoFailedError(OpennoteError):
         The last :class:`~opennote_jupyter.models.VideoStatus` read.
     """
 
-    def __init__(self, message: str, *, video_id: str | None = None,
-                 status: Any = None) -> None:
+    def __init__(
+        self, message: str, *, video_id: str | None = None, status: Any = None
+    ) -> None:
         super().__init__(message)
         self.video_id = video_id
         self.status = status
@@ -129,8 +143,9 @@ class WaitTimeoutError(OpennoteError, TimeoutError):
     The job is not cancelled: ``client.resume(video_id)`` picks it up again.
     """
 
-    def __init__(self, message: str, *, video_id: str | None = None,
-                 status: Any = None) -> None:
+    def __init__(
+        self, message: str, *, video_id: str | None = None, status: Any = None
+    ) -> None:
         super().__init__(message)
         self.video_id = video_id
         self.status = status
@@ -149,8 +164,9 @@ class BatchError(OpennoteError):
         The video id of each item, or ``None`` where no job was created.
     """
 
-    def __init__(self, message: str, *, results: list[Any], video_ids: list[str | None]
-                 ) -> None:
+    def __init__(
+        self, message: str, *, results: list[Any], video_ids: list[str | None]
+    ) -> None:
         super().__init__(message)
         self.results = results
         self.video_ids = video_ids

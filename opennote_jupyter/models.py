@@ -55,8 +55,13 @@ class VideoResult:
         return base64.b64decode(self.b64_video)
 
     @classmethod
-    def from_api(cls, data: dict[str, Any], *, video_id: str | None = None,
-                 message: str | None = None) -> VideoResult:
+    def from_api(
+        cls,
+        data: dict[str, Any],
+        *,
+        video_id: str | None = None,
+        message: str | None = None,
+    ) -> VideoResult:
         """Build a result from the status response's ``response`` object."""
         sources = tuple(
             Source(url=str(s.get("url", "")), content=str(s.get("content") or ""))

@@ -10,11 +10,13 @@ busy timeout makes them wait for each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,22 @@ class Store:
             ).fetchone()
         return _organization(row)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction under the lock.
+
+        The block's changes are committed when it ends, returns included, and
+        rolled back when it raises.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     # Creating jobs
 
     def create_job(
@@ -271,136 +289,99 @@ class Store:
         replayed, rate-limited or unpaid request leaves the database unchanged.
         """
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                outcome = self._create_job_locked(
-                    now=now,
-                    organization_id=organization_id,
-                    video_id=video_id,
-                    created_at=created_at,
-                    request=request,
-                    body_hash=body_hash,
-                    cost=cost,
-                    response=response,
-                    idempotency_key=idempotency_key,
-                    minute_seconds=minute_seconds,
-                    day_seconds=day_seconds,
-                    idempotency_seconds=idempotency_seconds,
-                    owner=owner,
+        with self._transaction():
+            db = self._db
+            if idempotency_key is not None:
+                db.execute(
+                    "DELETE FROM idempotency WHERE at <= ?",
+                    (now - idempotency_seconds,),
                 )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        return outcome
+                row = db.execute(
+                    "SELECT body_hash, response FROM idempotency"
+                    " WHERE organization_id = ? AND idempotency_key = ?",
+                    (organization_id, idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    if row["body_hash"] != body_hash:
+                        return CreateOutcome("key_reused")
+                    return CreateOutcome(
+                        "replayed", response=json.loads(row["response"])
+                    )
 
-    def _create_job_locked(
-        self,
-        *,
-        now: float,
-        organization_id: int,
-        video_id: str,
-        created_at: str,
-        request: dict[str, Any],
-        body_hash: str,
-        cost: float,
-        response: dict[str, Any],
-        idempotency_key: str | None,
-        minute_seconds: float,
-        day_seconds: float,
-        idempotency_seconds: float,
-        owner: str | None = None,
-    ) -> CreateOutcome:
-        db = self._db
-        if idempotency_key is not None:
+            org = _organization(
+                db.execute(
+                    "SELECT * FROM organizations WHERE id = ?", (organization_id,)
+                ).fetchone()
+            )
             db.execute(
-                "DELETE FROM idempotency WHERE at <= ?", (now - idempotency_seconds,)
+                "DELETE FROM rate_events WHERE organization_id = ? AND at <= ?",
+                (organization_id, now - max(day_seconds, minute_seconds)),
             )
-            row = db.execute(
-                "SELECT body_hash, response FROM idempotency"
-                " WHERE organization_id = ? AND idempotency_key = ?",
-                (organization_id, idempotency_key),
-            ).fetchone()
-            if row is not None:
-                if row["body_hash"] != body_hash:
-                    return CreateOutcome("key_reused")
-                return CreateOutcome("replayed", response=json.loads(row["response"]))
+            times = [
+                r["at"]
+                for r in db.execute(
+                    "SELECT at FROM rate_events WHERE organization_id = ? ORDER BY at",
+                    (organization_id,),
+                )
+            ]
+            waits = [
+                wait
+                for wait in (
+                    retry_after_seconds(times, org.per_minute, minute_seconds, now),
+                    retry_after_seconds(times, org.per_day, day_seconds, now),
+                )
+                if wait is not None
+            ]
+            if waits:
+                return CreateOutcome(
+                    "rate_limited", retry_after=max(1, math.ceil(max(waits)))
+                )
 
-        org = _organization(
+            # A small tolerance keeps float rounding of earlier charges from refusing
+            # a video that the balance covers.
+            if org.credits + 1e-9 < cost:
+                return CreateOutcome("unpaid", credits=org.credits)
+
             db.execute(
-                "SELECT * FROM organizations WHERE id = ?", (organization_id,)
-            ).fetchone()
-        )
-        db.execute(
-            "DELETE FROM rate_events WHERE organization_id = ? AND at <= ?",
-            (organization_id, now - max(day_seconds, minute_seconds)),
-        )
-        times = [
-            r["at"]
-            for r in db.execute(
-                "SELECT at FROM rate_events WHERE organization_id = ? ORDER BY at",
-                (organization_id,),
+                "UPDATE organizations SET credits = credits - ? WHERE id = ?",
+                (cost, organization_id),
             )
-        ]
-        waits = [
-            wait
-            for wait in (
-                retry_after_seconds(times, org.per_minute, minute_seconds, now),
-                retry_after_seconds(times, org.per_day, day_seconds, now),
-            )
-            if wait is not None
-        ]
-        if waits:
-            return CreateOutcome(
-                "rate_limited", retry_after=max(1, math.ceil(max(waits)))
-            )
-
-        # A small tolerance keeps float rounding of earlier charges from refusing
-        # a video that the balance covers.
-        if org.credits + 1e-9 < cost:
-            return CreateOutcome("unpaid", credits=org.credits)
-
-        db.execute(
-            "UPDATE organizations SET credits = credits - ? WHERE id = ?",
-            (cost, organization_id),
-        )
-        db.execute(
-            "INSERT INTO rate_events (organization_id, at) VALUES (?, ?)",
-            (organization_id, now),
-        )
-        db.execute(
-            "INSERT INTO jobs (id, organization_id, state, created_at, request, cost,"
-            " percent, message, updated_at, owner)"
-            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-            (
-                video_id,
-                organization_id,
-                QUEUED,
-                created_at,
-                json.dumps(request),
-                cost,
-                "Queued for rendering.",
-                now,
-                owner,
-            ),
-        )
-        if idempotency_key is not None:
             db.execute(
-                "INSERT INTO idempotency (organization_id, idempotency_key, body_hash,"
-                " video_id, response, at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rate_events (organization_id, at) VALUES (?, ?)",
+                (organization_id, now),
+            )
+            db.execute(
+                "INSERT INTO jobs (id, organization_id, state, created_at, request,"
+                " cost, percent, message, updated_at, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (
-                    organization_id,
-                    idempotency_key,
-                    body_hash,
                     video_id,
-                    json.dumps(response),
+                    organization_id,
+                    QUEUED,
+                    created_at,
+                    json.dumps(request),
+                    cost,
+                    "Queued for rendering.",
                     now,
+                    owner,
                 ),
             )
-        return CreateOutcome("created", response=response)
+            if idempotency_key is not None:
+                db.execute(
+                    "INSERT INTO idempotency (organization_id, idempotency_key,"
+                    " body_hash, video_id, response, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        organization_id,
+                        idempotency_key,
+                        body_hash,
+                        video_id,
+                        json.dumps(response),
+                        now,
+                    ),
+                )
+            return CreateOutcome("created", response=response)
 
-    # Reading and updating jobs
+        # Reading and updating jobs
 
     def job(self, video_id: str) -> Job | None:
         """Return the job with this id, or ``None``."""
@@ -488,28 +469,22 @@ class Store:
 
         Returns whether the job was unfinished; a finished job is left as it is.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT organization_id, cost FROM jobs WHERE id = ? AND state IN"
-                    " (?, ?)",
-                    (video_id, QUEUED, RENDERING),
-                ).fetchone()
-                if row is not None:
-                    self._db.execute(
-                        "UPDATE jobs SET state = ?, message = ?, error = ?,"
-                        " updated_at = ? WHERE id = ?",
-                        (FAILED, message, error, time.time(), video_id),
-                    )
-                    self._db.execute(
-                        "UPDATE organizations SET credits = credits + ? WHERE id = ?",
-                        (row["cost"], row["organization_id"]),
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT organization_id, cost FROM jobs WHERE id = ? AND state IN"
+                " (?, ?)",
+                (video_id, QUEUED, RENDERING),
+            ).fetchone()
+            if row is not None:
+                self._db.execute(
+                    "UPDATE jobs SET state = ?, message = ?, error = ?,"
+                    " updated_at = ? WHERE id = ?",
+                    (FAILED, message, error, time.time(), video_id),
+                )
+                self._db.execute(
+                    "UPDATE organizations SET credits = credits + ? WHERE id = ?",
+                    (row["cost"], row["organization_id"]),
+                )
         return row is not None
 
 

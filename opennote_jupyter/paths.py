@@ -1,4 +1,4 @@
-"""Where opennote_jupyter keeps its files: journal, pacing counters, local backend."""
+"""Data directories of opennote_jupyter: journal, pacing counters, local backend."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def shell(env, local_backend):
     """A fresh InteractiveShell with the extension loaded and a generous tier."""
     shell = new_shell()
     # The backend key's organization allows 1000 creates a minute. The client
-    # paces an unknown key at 3 a minute, so it is told the real limits.
+    # paces an unknown key at 3 a minute, so this client gets the real limits.
     session.use_client(
         OpennoteClient(
             local_backend.api_key,

@@ -1,4 +1,4 @@
-"""Which backend instances sharing a data directory are still running.
+"""Liveness of the backend instances that share a data directory.
 
 Several processes may serve one data directory, for example two notebook kernels
 that each start the default backend. Each running instance holds an exclusive

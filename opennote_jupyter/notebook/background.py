@@ -36,8 +36,8 @@ _lock = threading.Lock()
 def start(target: Callable[[], None], name: str) -> threading.Thread:
     """Start ``target`` in a daemon thread that is tracked until it returns.
 
-    ``target`` must handle its own errors and report them in the notebook; an
-    exception that still escapes is logged here, never raised into the kernel.
+    ``target`` must handle its own errors and report them in the notebook. An
+    exception that still escapes is logged here and not raised into the kernel.
     """
 
     def run() -> None:

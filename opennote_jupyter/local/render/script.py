@@ -122,7 +122,7 @@ def sections_from_messages(
     )
     if subject_index is None:
         raise ValueError(
-            "messages has no user message: add one with role 'user' that says what "
+            "messages has no user message: add one with role 'user' that states what "
             "the video is about, or pass a script"
         )
     subject = messages[subject_index][1]
